@@ -1,0 +1,115 @@
+"""The ``thingsray`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from thingsray import __version__
+from thingsray.config import ConfigError, Settings
+
+DEMO_ACCOUNTS = (("sysadmin@thingsboard.org", "sysadmin"), ("tenant@thingsboard.org", "tenant"),
+                 ("customer@thingsboard.org", "customer"))
+
+
+def _add_platform_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags default to None so that the environment (THINGSRAY_*) and then the default apply."""
+    parser.add_argument("--data-dir", help="where the embedded database and state live "
+                        "(THINGSRAY_DATA_DIR; default: the per-user data directory)")
+    parser.add_argument("--host", help="bind address of every public listener (THINGSRAY_HOST; default 0.0.0.0)")
+    parser.add_argument("--http-port", type=int, help="REST and WebSocket port (THINGSRAY_HTTP_PORT; default 8080)")
+    parser.add_argument("--mqtt-port", type=int, help="MQTT port (THINGSRAY_MQTT_PORT; default 1883)")
+    parser.add_argument("--coap-port", type=int, help="CoAP port (THINGSRAY_COAP_PORT; default 5683)")
+    parser.add_argument("--demo", action="store_true", default=None,
+                        help="create ThingsBoard's demo tenant, customers, users and devices (THINGSRAY_DEMO)")
+    parser.add_argument("--address", help="join this running Ray cluster (THINGSRAY_ADDRESS); without it a "
+                        "private Ray starts on 127.0.0.1 and any RAY_ADDRESS is ignored")
+    parser.add_argument("--database-url", help="PostgreSQL URL (THINGSRAY_DATABASE_URL; default: embedded)")
+    parser.add_argument("--redis-url", help="Redis URL for shared caches and revocations (THINGSRAY_REDIS_URL)")
+    parser.add_argument("--serve-replicas", type=int, help="REST replicas (THINGSRAY_SERVE_REPLICAS; default 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thingsray", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"thingsray {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run the platform in the foreground until Ctrl-C or SIGTERM")
+    _add_platform_flags(up)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    names = ("data_dir", "host", "http_port", "mqtt_port", "coap_port", "demo", "address", "database_url",
+             "redis_url", "serve_replicas")
+    return Settings.load({name: getattr(args, name, None) for name in names})
+
+
+def _say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def cmd_up(settings: Settings) -> int:
+    from thingsray.platform import Platform
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    platform = Platform(settings, progress=_say)
+    _say(f"thingsray {__version__} starting (data in {settings.data_path})")
+    try:
+        platform.start()
+    except ConfigError as exc:
+        _say(f"error: {exc}")
+        return 2
+    try:
+        _say(f"REST API      {platform.http_url}/api   (Swagger UI {platform.http_url}/swagger-ui)")
+        _say(f"health        {platform.http_url}/api/health")
+        if settings.demo:
+            accounts = ", ".join(f"{user} / {password}" for user, password in DEMO_ACCOUNTS)
+            _say(f"demo accounts {accounts}")
+            if not settings.loopback_only:
+                _say(f"WARNING: demo passwords are active and the platform listens on {settings.host}: "
+                     "anyone who reaches this machine can log in; change them or bind --host 127.0.0.1")
+        elif not settings.loopback_only:
+            _say(f"listening on {settings.host}: change the sysadmin password (sysadmin) before exposing it")
+        _say("ready; Ctrl-C stops")
+        while not stop.wait(1.0):
+            pass
+        _say(f"stopping ({signal.Signals(received[0]).name})")
+    finally:
+        platform.stop()
+        _say("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        print(f"thingsray: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("thingsray").setLevel(settings.log_level)
+    if args.command == "up":
+        if not settings.address:
+            from thingsray.platform import use_loopback_ray
+
+            use_loopback_ray()
+        return cmd_up(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The one configuration object.
+
+Every setting has a default, an environment variable ``THINGSRAY_<NAME>`` and, for the ones
+that matter at start-up, a command-line flag; the flag wins over the environment, the
+environment over the default. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+ENV_PREFIX = "THINGSRAY_"
+
+
+def default_data_dir() -> str:
+    return platformdirs.user_data_dir("thingsray", appauthor=False)
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: str = field(default_factory=default_data_dir)
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    mqtt_port: int = 1883
+    coap_port: int = 5683
+    demo: bool = False
+    address: str | None = None
+    """A Ray cluster to join; None starts a private Ray on 127.0.0.1."""
+    database_url: str | None = None
+    """None starts the embedded PostgreSQL in data_dir/postgres."""
+    redis_url: str | None = None
+    jwt_secret: str | None = None
+    """None: generated once and kept in the database, so every replica agrees."""
+    access_token_ttl: int = 9000
+    refresh_token_ttl: int = 604800
+    serve_replicas: int = 1
+    db_pool_size: int = 10
+    login_attempts_per_minute: int = 10
+    """Failed logins allowed per user and per client address in a sliding minute."""
+    max_page_size: int = 10000
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults, then ``THINGSRAY_*`` variables, then ``overrides`` (CLI flags; None = unset)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for port_name in ("http_port", "mqtt_port", "coap_port"):
+            port = getattr(self, port_name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{port_name} must be between 0 and 65535, got {port}")
+        if self.access_token_ttl <= 0 or self.refresh_token_ttl <= 0:
+            raise ConfigError("token lifetimes must be positive numbers of seconds")
+        if self.serve_replicas < 1:
+            raise ConfigError(f"serve_replicas must be at least 1, got {self.serve_replicas}")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    name = ENV_PREFIX + f.name.upper()
+    if kind.startswith("bool"):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r}: expected true or false")
+    if kind.startswith("int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    return raw

@@ -1,0 +1,178 @@
+"""Starting and stopping the whole platform: database, migrations, Ray, Serve.
+
+``Platform.start()`` is what ``thingsray up`` runs and what the tests' session fixture runs;
+``stop()`` undoes exactly what ``start()`` did (a Ray it joined is left running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from thingsray.config import ConfigError, Settings
+from thingsray.storage import EmbeddedPostgres, connect, ensure_ts_partitions, migrate
+from thingsray.storage.entities import now_ms
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+# Ray 2.60 binds every port of a local instance to 127.0.0.1 with this set (DESIGN.md section 9).
+LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def use_loopback_ray() -> None:
+    """Make this process, and every Ray process it starts, keep Ray on 127.0.0.1.
+
+    Ray reads the variable when ``ray._private.ray_constants`` is first imported; a process
+    that imported Ray earlier gets the constant set directly."""
+    os.environ.update(LOOPBACK_RAY_ENV)
+    os.environ.pop("RAY_ADDRESS", None)  # a stray RAY_ADDRESS would join some other cluster
+    import sys
+
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    progress: Progress = field(default=lambda message: log.info("%s", message))
+    database_url: str | None = None
+    http_url: str | None = None
+    _embedded: EmbeddedPostgres | None = None
+    _started_ray: bool = False
+    _serve_started: bool = False
+
+    # --- start ------------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self._start_database()
+            asyncio.run(self._prepare_database())
+            self._start_ray()
+            self._start_serve()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_database(self) -> None:
+        if self.settings.database_url:
+            self.database_url = self.settings.database_url
+            self.progress(f"database: {_redact(self.database_url)}")
+            return
+        if self.settings.address:
+            raise ConfigError(
+                "joining a Ray cluster (--address) needs a PostgreSQL every node can reach: "
+                "set THINGSRAY_DATABASE_URL; the embedded database serves one machine only")
+        pgdata = self.settings.data_path / "postgres"
+        self.progress(f"database: starting the embedded PostgreSQL in {pgdata}")
+        started = time.perf_counter()
+        self._embedded = EmbeddedPostgres(pgdata)
+        self.database_url = self._embedded.start()
+        self.progress(f"database: ready in {time.perf_counter() - started:.1f} s")
+
+    async def _prepare_database(self) -> None:
+        from thingsray.install import ensure_system_admin
+
+        assert self.database_url is not None
+        db = await connect(self.database_url, min_size=1, max_size=2)
+        try:
+            async with db.pool.acquire() as conn:
+                applied = await migrate(conn)
+                self.progress(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
+                await ensure_ts_partitions(conn, now_ms())
+                await ensure_system_admin(conn)
+                if self.settings.demo:
+                    from thingsray.demo import load_demo
+
+                    created = await load_demo(conn)
+                    self.progress("demo data: loaded" if created else "demo data: already present")
+        finally:
+            await db.close()
+
+    def _start_ray(self) -> None:
+        if not self.settings.address:
+            use_loopback_ray()
+        import ray
+
+        if ray.is_initialized():
+            self.progress("ray: using the Ray this process already runs")
+            return
+        if self.settings.address:
+            self.progress(f"ray: joining the cluster at {self.settings.address}")
+            ray.init(address=self.settings.address, namespace="thingsray", log_to_driver=False)
+        else:
+            self.progress("ray: starting a private Ray on 127.0.0.1")
+            ray.init(address="local", namespace="thingsray", include_dashboard=False,
+                     object_store_memory=256 * 1024 * 1024, log_to_driver=False,
+                     runtime_env={"env_vars": LOOPBACK_RAY_ENV})
+        self._started_ray = True
+
+    def _start_serve(self) -> None:
+        from ray import serve
+
+        from thingsray.serve_app.deployment import APP_NAME, build
+
+        assert self.database_url is not None
+        self.progress(f"serve: starting the REST API on {self.settings.host}:{self.settings.http_port}")
+        serve.start(http_options={"host": self.settings.host, "port": self.settings.http_port},
+                    proxy_location="EveryNode")
+        self._serve_started = True
+        serve.run(build(self.settings, self.database_url), name=APP_NAME, route_prefix="/",
+                  blocking=False)
+        _wait_for_app(APP_NAME)
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
+        self.http_url = f"http://{host}:{self.http_port}"
+        self.progress(f"serve: ready at {self.http_url}")
+
+    @property
+    def http_port(self) -> int:
+        """The port actually bound (the configured one, or the one picked for 0)."""
+        return self.settings.http_port
+
+    # --- stop -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        if self._serve_started:
+            from ray import serve
+
+            try:
+                serve.shutdown()
+            except Exception:
+                log.exception("stopping Serve failed")
+            self._serve_started = False
+        if self._started_ray:
+            import ray
+
+            ray.shutdown()
+            self._started_ray = False
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+
+def _wait_for_app(name: str, timeout_s: float = 180.0) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(name)
+        if status is not None and status.status == "RUNNING":
+            return
+        if status is not None and status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            raise RuntimeError(f"the REST application failed to start: {status.message}")
+        time.sleep(0.2)
+    raise TimeoutError(f"the REST application was not running after {timeout_s:.0f} s")
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+    return url
