@@ -1,5 +1,18 @@
 """One APIRouter per area; ``ALL`` is what the application mounts, in this order."""
 
-from thingsray.serve_app.routers import auth, customers
+from thingsray.serve_app.routers import (
+    assets,
+    audit_logs,
+    auth,
+    customers,
+    dashboards,
+    device_profiles,
+    devices,
+    entity_views,
+    relations,
+    tenants,
+    users,
+)
 
-ALL = (auth.router, customers.router)
+ALL = (auth.router, tenants.router, customers.router, users.router, device_profiles.router, devices.router,
+       assets.router, dashboards.router, entity_views.router, relations.router, audit_logs.router)
