@@ -1,0 +1,53 @@
+"""Where a logical actor lives: its address, its partition, and the shard that hosts it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+DEFAULT_PARTITIONS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A logical actor: its kind (``"device"``) and its id within the kind."""
+
+    kind: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.id}"
+
+
+def partition_of(address: Address, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """A stable hash of the address over ``partitions``; the same in every process and release.
+
+    Only the id is hashed, so every kind of actor for one entity (its device actor, its rule-chain
+    state) lands on the same partition."""
+    digest = hashlib.blake2b(address.id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionTable:
+    """Partition -> shard index. The only routing state; ``epoch`` grows with every change so a
+    stale table is recognised."""
+
+    owners: tuple[int, ...]
+    epoch: int = 1
+
+    @classmethod
+    def even(cls, shards: int, partitions: int = DEFAULT_PARTITIONS, epoch: int = 1) -> PartitionTable:
+        if shards < 1:
+            raise ValueError("a partition table needs at least one shard")
+        return cls(tuple(p % shards for p in range(partitions)), epoch)
+
+    @property
+    def partitions(self) -> int:
+        return len(self.owners)
+
+    def shard_of(self, address: Address) -> int:
+        return self.owners[partition_of(address, len(self.owners))]
+
+    def partitions_of(self, shard: int) -> list[int]:
+        return [p for p, owner in enumerate(self.owners) if owner == shard]

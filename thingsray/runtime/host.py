@@ -1,0 +1,203 @@
+"""Logical actors inside one process: activation, mailboxes, ordering, supervision, passivation.
+
+An actor is activated on its first message (``activate`` loads its state), handles one message
+at a time in arrival order, and is passivated after ``idle_timeout_s`` without mail. An idle
+actor costs its own object plus a small cell: no mailbox, no task, until mail arrives.
+A mailbox holds at most ``mailbox_size`` messages; a sender waits for room (backpressure)
+instead of buffering without limit. An exception in ``receive`` fails that message's future,
+is logged, and restarts the actor: the next message finds a fresh instance with reloaded state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from thingsray.runtime.address import Address
+
+log = logging.getLogger(__name__)
+
+
+class Actor:
+    """Base of logical actors. Subclasses override what they need."""
+
+    async def activate(self) -> None:
+        """Load state; called before the first message after creation or restart."""
+
+    async def receive(self, message: Any) -> Any:
+        """Handle one message; the return value answers an ask."""
+        raise NotImplementedError
+
+    async def passivate(self) -> None:
+        """Flush state before the actor is dropped from memory."""
+
+
+ActorFactory = Callable[[Address], Actor]
+
+
+class ActorError(Exception):
+    """A message could not be handled; the text says which actor and why."""
+
+
+class UnknownActorKind(ActorError):
+    pass
+
+
+class HostStopped(ActorError):
+    pass
+
+
+class _Cell:
+    __slots__ = ("actor", "last_used", "mailbox", "room", "worker")
+
+    def __init__(self) -> None:
+        self.actor: Actor | None = None
+        self.mailbox: deque[tuple[Any, asyncio.Future[Any] | None]] | None = None
+        self.worker: asyncio.Task[None] | None = None
+        self.room: asyncio.Event | None = None
+        self.last_used = time.monotonic()
+
+
+class ActorHost:
+    def __init__(self, factories: Mapping[str, ActorFactory], *, mailbox_size: int = 1000,
+                 idle_timeout_s: float = 600.0) -> None:
+        self._factories = dict(factories)
+        self._cells: dict[Address, _Cell] = {}
+        self.mailbox_size = mailbox_size
+        self.idle_timeout_s = idle_timeout_s
+        self._stopped = False
+        self.restarts = 0
+        self.processed = 0
+
+    # --- sending ----------------------------------------------------------------------------
+    async def tell(self, address: Address, message: Any) -> None:
+        await self._enqueue(address, message, None)
+
+    async def ask(self, address: Address, message: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._enqueue(address, message, future)
+        return await future
+
+    async def enqueue(self, address: Address, message: Any, want_reply: bool) -> asyncio.Future[Any] | None:
+        """Queue a message in order; return the future of its reply when ``want_reply``."""
+        future = asyncio.get_running_loop().create_future() if want_reply else None
+        await self._enqueue(address, message, future)
+        return future
+
+    async def _enqueue(self, address: Address, message: Any, future: asyncio.Future[Any] | None) -> None:
+        if self._stopped:
+            raise HostStopped(f"the actor host is stopped; {address} is not reachable here")
+        if address.kind not in self._factories:
+            raise UnknownActorKind(f"no actor kind '{address.kind}' is registered (address {address})")
+        cell = self._cells.get(address)
+        if cell is None:
+            cell = self._cells[address] = _Cell()
+        while cell.mailbox is not None and len(cell.mailbox) >= self.mailbox_size:
+            if cell.room is None:
+                cell.room = asyncio.Event()
+            cell.room.clear()
+            await cell.room.wait()
+            if self._stopped:
+                raise HostStopped(f"the actor host stopped while {address} was full")
+        if cell.mailbox is None:
+            cell.mailbox = deque()
+        cell.mailbox.append((message, future))
+        cell.last_used = time.monotonic()
+        if cell.worker is None:
+            cell.worker = asyncio.create_task(self._drain(address, cell))
+
+    # --- running ----------------------------------------------------------------------------
+    async def _drain(self, address: Address, cell: _Cell) -> None:
+        try:
+            while cell.mailbox:
+                if cell.actor is None and not await self._activate(address, cell):
+                    return
+                message, future = cell.mailbox.popleft()
+                if cell.room is not None:
+                    cell.room.set()
+                if future is not None and future.cancelled():
+                    continue
+                assert cell.actor is not None
+                try:
+                    reply = await cell.actor.receive(message)
+                except Exception as exc:
+                    log.exception("actor %s failed on %s; restarting it", address, type(message).__name__)
+                    self.restarts += 1
+                    cell.actor = None  # the next message activates a fresh instance with reloaded state
+                    if future is not None and not future.done():
+                        future.set_exception(ActorError(f"{address} failed on {type(message).__name__}: {exc!r}"))
+                else:
+                    if future is not None and not future.done():
+                        future.set_result(reply)
+                self.processed += 1
+            cell.last_used = time.monotonic()
+        finally:
+            cell.worker = None
+            if cell.mailbox is not None and not cell.mailbox:
+                cell.mailbox = None
+            elif cell.mailbox and not self._stopped:  # mail arrived as we were leaving
+                cell.worker = asyncio.create_task(self._drain(address, cell))
+
+    async def _activate(self, address: Address, cell: _Cell) -> bool:
+        actor = self._factories[address.kind](address)
+        try:
+            await actor.activate()
+        except Exception as exc:
+            log.exception("actor %s failed to activate", address)
+            self._fail_mailbox(cell, ActorError(f"{address} could not be activated: {exc!r}"))
+            self._cells.pop(address, None)
+            return False
+        cell.actor = actor
+        return True
+
+    @staticmethod
+    def _fail_mailbox(cell: _Cell, error: Exception) -> None:
+        while cell.mailbox:
+            _, future = cell.mailbox.popleft()
+            if future is not None and not future.done():
+                future.set_exception(error)
+        if cell.room is not None:
+            cell.room.set()
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def passivate_idle(self, now: float | None = None) -> int:
+        """Drop actors idle for longer than ``idle_timeout_s``; return how many."""
+        now = time.monotonic() if now is None else now
+        idle = [(a, c) for a, c in self._cells.items()
+                if c.worker is None and not c.mailbox and now - c.last_used >= self.idle_timeout_s]
+        for address, cell in idle:
+            if cell.actor is not None:
+                try:
+                    await cell.actor.passivate()
+                except Exception:
+                    log.exception("actor %s failed to passivate", address)
+            if cell.worker is None and not cell.mailbox:  # no mail arrived while passivating
+                self._cells.pop(address, None)
+        return len(idle)
+
+    async def stop(self) -> None:
+        """Finish queued work, passivate everyone, and refuse what comes after."""
+        workers = [c.worker for c in self._cells.values() if c.worker is not None]
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+        self._stopped = True
+        for address, cell in list(self._cells.items()):
+            self._fail_mailbox(cell, HostStopped(f"the actor host stopped before {address} ran"))
+            if cell.actor is not None:
+                try:
+                    await cell.actor.passivate()
+                except Exception:
+                    log.exception("actor %s failed to passivate", address)
+        self._cells.clear()
+
+    def is_active(self, address: Address) -> bool:
+        cell = self._cells.get(address)
+        return cell is not None and cell.actor is not None
+
+    @property
+    def active_count(self) -> int:
+        return len(self._cells)

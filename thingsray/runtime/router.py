@@ -1,0 +1,156 @@
+"""The sending side: messages are batched per shard and answered from the batch's replies.
+
+One ``Router`` lives in each sending process (a transport, a Serve replica, a shard talking to
+another). Per shard it keeps a bounded queue and one batch in flight, which keeps the order of
+messages per sender and gives backpressure: when a shard is behind, ``tell``/``ask`` wait for
+room. A batch whose shard died (the call raised) is sent again, whole and in order, once the
+shard is back: delivery is at least once, and receivers recognise repeats by message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from thingsray.runtime.address import Address, PartitionTable
+from thingsray.runtime.envelope import Batch, Envelope, Reply
+from thingsray.runtime.host import ActorError
+
+log = logging.getLogger(__name__)
+
+
+class ShardClient(Protocol):
+    """How a router reaches one shard: a Ray actor handle in production, a ShardCore in tests."""
+
+    async def deliver(self, batch: Batch) -> list[Reply]: ...
+
+
+class ShardUnavailable(ActorError):
+    """A shard stayed unreachable through every retry."""
+
+
+class RemoteError(ActorError):
+    """The actor answered with an error; the text is the actor side's."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouterOptions:
+    max_batch: int = 1000
+    linger_s: float = 0.002
+    """How long a partial batch waits for company before it leaves."""
+    max_pending: int = 20_000
+    """Messages queued per shard before senders wait."""
+    retry_delay_s: float = 0.2
+    retry_attempts: int = 50
+    """Attempts per batch while its shard is down (restarts take a few seconds)."""
+
+
+class _Lane:
+    __slots__ = ("items", "room", "sender", "wakeup")
+
+    def __init__(self) -> None:
+        self.items: deque[tuple[Envelope, asyncio.Future[Any]]] = deque()
+        self.wakeup = asyncio.Event()
+        self.room = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
+
+
+class Router:
+    def __init__(self, table: PartitionTable, clients: Sequence[ShardClient],
+                 options: RouterOptions | None = None) -> None:
+        self.table = table
+        self.clients = list(clients)
+        self.options = options or RouterOptions()
+        self._lanes: dict[int, _Lane] = {}
+        self.retried_batches = 0
+        self._closed = False
+
+    async def tell(self, address: Address, message: Any) -> None:
+        """Deliver without an answer; returns once the owning shard has queued it."""
+        await (await self._submit(Envelope(address, message, ask=False)))
+
+    async def tell_nowait(self, address: Address, message: Any) -> asyncio.Future[Any]:
+        """Queue for delivery; the returned future resolves once the shard has queued it."""
+        return await self._submit(Envelope(address, message, ask=False))
+
+    async def ask(self, address: Address, message: Any) -> Any:
+        """Deliver and wait for the actor's answer (bound the wait with ``asyncio.timeout``)."""
+        return await (await self._submit(Envelope(address, message, ask=True)))
+
+    async def _submit(self, envelope: Envelope) -> asyncio.Future[Any]:
+        if self._closed:
+            raise ActorError("the router is closed")
+        shard = self.table.shard_of(envelope.address)
+        lane = self._lanes.get(shard)
+        if lane is None:
+            lane = self._lanes[shard] = _Lane()
+        while len(lane.items) >= self.options.max_pending:
+            lane.room.clear()
+            await lane.room.wait()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        lane.items.append((envelope, future))
+        lane.wakeup.set()
+        if lane.sender is None or lane.sender.done():
+            lane.sender = asyncio.create_task(self._send_loop(shard, lane))
+        return future
+
+    async def _send_loop(self, shard: int, lane: _Lane) -> None:
+        options = self.options
+        while lane.items:
+            if len(lane.items) < options.max_batch and options.linger_s > 0:
+                await asyncio.sleep(options.linger_s)
+            taken = [lane.items.popleft() for _ in range(min(options.max_batch, len(lane.items)))]
+            lane.room.set()
+            batch = Batch(tuple(envelope for envelope, _ in taken), self.table.epoch)
+            try:
+                replies = await self._deliver_with_retries(shard, batch)
+            except Exception as exc:
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), reply in zip(taken, replies, strict=True):
+                if future.done():
+                    continue
+                if reply.error is not None:
+                    future.set_exception(RemoteError(reply.error))
+                else:
+                    future.set_result(reply.value)
+        lane.wakeup.clear()
+
+    async def _deliver_with_retries(self, shard: int, batch: Batch) -> list[Reply]:
+        attempts = self.options.retry_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.clients[shard].deliver(batch)
+            except Exception as exc:
+                if not _is_transient(exc) or attempt == attempts:
+                    raise ShardUnavailable(
+                        f"shard {shard} did not take a batch of {len(batch.envelopes)} after {attempt} "
+                        f"attempts: {exc!r}") from exc
+                self.retried_batches += 1
+                log.warning("shard %d failed a batch (%s); retrying in %.1fs", shard, type(exc).__name__,
+                            self.options.retry_delay_s)
+                await asyncio.sleep(self.options.retry_delay_s)
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        self._closed = True
+        senders = [lane.sender for lane in self._lanes.values() if lane.sender is not None]
+        if senders:
+            await asyncio.gather(*senders, return_exceptions=True)
+
+
+def _is_transient(exc: Exception) -> bool:
+    """A failure of the transport to the shard (it died, restarts, is unreachable), not of an actor."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    try:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    except ImportError:  # pragma: no cover - ray is a dependency
+        return False
+    return isinstance(exc, RayActorError | ActorDiedError | ActorUnavailableError)
