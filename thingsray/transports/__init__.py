@@ -1,0 +1,1 @@
+"""Protocol code: no ray, no actors (STYLE.md)."""
