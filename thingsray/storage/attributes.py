@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from thingsray.kv import JsonValue
+
 
 class AttributeScope(enum.IntEnum):
     CLIENT_SCOPE = 1
@@ -27,6 +29,8 @@ def typed_columns(value: Any) -> tuple[bool | None, str | None, int | None, floa
         return None, None, None, value, None
     if isinstance(value, str):
         return None, value, None, None, None
+    if isinstance(value, JsonValue):
+        return None, None, None, None, value.text
     return None, None, None, None, json.dumps(value)
 
 
@@ -43,7 +47,7 @@ async def save_attributes(conn: asyncpg.Connection, entity_id: uuid.UUID, scope:
     ids = await key_ids(conn, sorted(values))
     await conn.executemany(
         "INSERT INTO attribute_kv (entity_id, attribute_type, attribute_key, bool_v, str_v, long_v, dbl_v,"
-        " json_v, last_update_ts) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::json,$9) "
+        " json_v, last_update_ts) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::text::json,$9) "
         "ON CONFLICT (entity_id, attribute_type, attribute_key) DO UPDATE SET bool_v = EXCLUDED.bool_v,"
         " str_v = EXCLUDED.str_v, long_v = EXCLUDED.long_v, dbl_v = EXCLUDED.dbl_v, json_v = EXCLUDED.json_v,"
         " last_update_ts = EXCLUDED.last_update_ts, version = attribute_kv.version + 1",

@@ -13,6 +13,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from thingsray.kv import JsonValue, Value, to_json_value
+
+__all__ = ["AttributeRequest", "JsonValue", "PayloadError", "TelemetryGroup", "Value", "attribute_request_from_query",
+           "loads", "parse_attribute_request", "parse_attributes", "parse_telemetry", "to_json_value", "typed"]
+
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
@@ -20,16 +25,6 @@ _DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 
 class PayloadError(ValueError):
     """The payload is not what the topic or path takes; the text says what is wrong."""
-
-
-@dataclass(frozen=True, slots=True)
-class JsonValue:
-    """A JSON object or array value, kept as its compact text."""
-
-    text: str
-
-
-Value = bool | int | float | str | JsonValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +66,7 @@ def typed(key: str, value: Any) -> Value | None:
     if isinstance(value, str):
         return _cast_string(value)
     if isinstance(value, dict | list):
-        return JsonValue(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+        return JsonValue.of(value)
     raise PayloadError(f"value of '{key}' has an unsupported type")
 
 
@@ -155,10 +150,3 @@ def parse_attribute_request(payload: bytes | str) -> AttributeRequest:
 def attribute_request_from_query(client_keys: str | None, shared_keys: str | None) -> AttributeRequest:
     """The same request from HTTP or CoAP query parameters."""
     return AttributeRequest(_keys(client_keys, "clientKeys"), _keys(shared_keys, "sharedKeys"))
-
-
-def to_json_value(value: Value) -> Any:
-    """A stored value as it appears in JSON answers to devices."""
-    if isinstance(value, JsonValue):
-        return json.loads(value.text)
-    return value
