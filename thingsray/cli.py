@@ -8,10 +8,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from thingsray import __version__
-from thingsray.config import ConfigError, Settings
+from thingsray.config import FLAGS, ConfigError, Settings
 
 DEMO_ACCOUNTS = (("sysadmin@thingsboard.org", "sysadmin"), ("tenant@thingsboard.org", "tenant"),
                  ("customer@thingsboard.org", "customer"))
@@ -25,7 +26,7 @@ def _add_platform_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, help="REST and WebSocket port (THINGSRAY_HTTP_PORT; default 8080)")
     parser.add_argument("--mqtt-port", type=int, help="MQTT port (THINGSRAY_MQTT_PORT; default 1883)")
     parser.add_argument("--coap-port", type=int, help="CoAP port (THINGSRAY_COAP_PORT; default 5683)")
-    parser.add_argument("--demo", action="store_true", default=None,
+    parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=None,
                         help="create ThingsBoard's demo tenant, customers, users and devices (THINGSRAY_DEMO)")
     parser.add_argument("--address", help="join this running Ray cluster (THINGSRAY_ADDRESS); without it a "
                         "private Ray starts on 127.0.0.1 and any RAY_ADDRESS is ignored")
@@ -43,14 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    names = ("data_dir", "host", "http_port", "mqtt_port", "coap_port", "demo", "address", "database_url",
-             "redis_url", "serve_replicas")
-    return Settings.load({name: getattr(args, name, None) for name in names})
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    return Settings.load({name: getattr(args, name, None) for name in FLAGS}, environ=environ)
 
 
 def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def banner(settings: Settings, http_url: str) -> list[str]:
+    """What ``up`` prints once the platform answers: URLs, demo accounts, exposure warnings."""
+    lines = [f"REST API      {http_url}/api   (Swagger UI {http_url}/swagger-ui)",
+             f"health        {http_url}/api/health"]
+    if settings.demo:
+        lines.append("demo accounts " + ", ".join(f"{user} / {password}" for user, password in DEMO_ACCOUNTS))
+        if not settings.loopback_only:
+            lines.append(f"WARNING: demo passwords are active and the platform listens on {settings.host}: "
+                         "anyone who reaches this machine can log in; change them or bind --host 127.0.0.1")
+    elif not settings.loopback_only:
+        lines.append(f"listening on {settings.host}: change the sysadmin password (sysadmin) before exposing it")
+    return lines
 
 
 def cmd_up(settings: Settings) -> int:
@@ -73,16 +86,8 @@ def cmd_up(settings: Settings) -> int:
         _say(f"error: {exc}")
         return 2
     try:
-        _say(f"REST API      {platform.http_url}/api   (Swagger UI {platform.http_url}/swagger-ui)")
-        _say(f"health        {platform.http_url}/api/health")
-        if settings.demo:
-            accounts = ", ".join(f"{user} / {password}" for user, password in DEMO_ACCOUNTS)
-            _say(f"demo accounts {accounts}")
-            if not settings.loopback_only:
-                _say(f"WARNING: demo passwords are active and the platform listens on {settings.host}: "
-                     "anyone who reaches this machine can log in; change them or bind --host 127.0.0.1")
-        elif not settings.loopback_only:
-            _say(f"listening on {settings.host}: change the sysadmin password (sysadmin) before exposing it")
+        for line in banner(settings, platform.http_url or ""):
+            _say(line)
         _say("ready; Ctrl-C stops")
         while not stop.wait(1.0):
             pass
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"thingsray: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger("thingsray").setLevel(settings.log_level)
+    logging.getLogger("thingsray").setLevel(settings.log_level.upper())
     if args.command == "up":
         if not settings.address:
             from thingsray.platform import use_loopback_ray

@@ -17,6 +17,10 @@ from typing import Any
 import platformdirs
 
 ENV_PREFIX = "THINGSRAY_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FLAGS = frozenset({"data_dir", "host", "http_port", "mqtt_port", "coap_port", "demo", "address", "database_url",
+                   "redis_url", "serve_replicas"})
+"""The settings ``thingsray up`` also takes as a flag (``--http-port`` for http_port)."""
 
 
 def default_data_dir() -> str:
@@ -72,11 +76,19 @@ class Settings:
         for port_name in ("http_port", "mqtt_port", "coap_port"):
             port = getattr(self, port_name)
             if not 0 <= port <= 65535:
-                raise ConfigError(f"{port_name} must be between 0 and 65535, got {port}")
-        if self.access_token_ttl <= 0 or self.refresh_token_ttl <= 0:
-            raise ConfigError("token lifetimes must be positive numbers of seconds")
-        if self.serve_replicas < 1:
-            raise ConfigError(f"serve_replicas must be at least 1, got {self.serve_replicas}")
+                raise ConfigError(f"{_names(port_name)} must be between 0 and 65535, got {port}")
+        for name in ("access_token_ttl", "refresh_token_ttl", "serve_replicas", "db_pool_size",
+                     "login_attempts_per_minute", "max_page_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_names(name)} must be at least 1, got {getattr(self, name)}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"{_names('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
+                              f"got {self.log_level!r}")
+        if self.address and not self.database_url:
+            raise ConfigError(
+                "joining a Ray cluster (THINGSRAY_ADDRESS / --address) needs a PostgreSQL every node can "
+                "reach: set THINGSRAY_DATABASE_URL (or --database-url); the embedded database serves one "
+                "machine only")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -95,6 +107,12 @@ class Settings:
     @property
     def loopback_only(self) -> bool:
         return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+def _names(name: str) -> str:
+    """How a user sets ``name``: its variable, and its flag when it has one."""
+    variable = ENV_PREFIX + name.upper()
+    return f"{name} ({variable} / --{name.replace('_', '-')})" if name in FLAGS else f"{name} ({variable})"
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:

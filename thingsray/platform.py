@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from thingsray.config import ConfigError, Settings
@@ -108,9 +111,10 @@ class Platform:
             ray.init(address=self.settings.address, namespace="thingsray", log_to_driver=False)
         else:
             self.progress("ray: starting a private Ray on 127.0.0.1")
-            ray.init(address="local", namespace="thingsray", include_dashboard=False,
-                     object_store_memory=256 * 1024 * 1024, log_to_driver=False,
-                     runtime_env={"env_vars": LOOPBACK_RAY_ENV})
+            with _keeping_signal_handlers():
+                ray.init(address="local", namespace="thingsray", include_dashboard=False,
+                         object_store_memory=256 * 1024 * 1024, log_to_driver=False,
+                         runtime_env={"env_vars": LOOPBACK_RAY_ENV})
         self._started_ray = True
 
     def _start_serve(self) -> None:
@@ -145,14 +149,35 @@ class Platform:
             except Exception:
                 log.exception("stopping Serve failed")
             self._serve_started = False
-        if self._started_ray:
-            import ray
+        try:
+            if self._started_ray:
+                import ray
 
-            ray.shutdown()
-            self._started_ray = False
-        if self._embedded is not None:
-            self._embedded.stop()
-            self._embedded = None
+                ray.shutdown()
+                self._started_ray = False
+        finally:  # the embedded database is a daemon: it would outlive us
+            if self._embedded is not None:
+                self._embedded.stop()
+                self._embedded = None
+
+
+@contextmanager
+def _keeping_signal_handlers() -> Iterator[None]:
+    """Give back SIGTERM and SIGINT after ``ray.init`` took them.
+
+    A Ray started by a driver installs a SIGTERM handler that kills the node and exits with 1,
+    leaving the embedded PostgreSQL running and Ray agents orphaned; the owner of the process
+    (``thingsray up``, a test session) stops the platform itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def _wait_for_app(name: str, timeout_s: float = 180.0) -> None:

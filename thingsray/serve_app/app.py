@@ -63,8 +63,4 @@ def create_app(settings: Settings, database_url: str, replica_id: str | None = N
         return {"status": "UP", "replica": replica, "version": __version__,
                 "database": {"status": "UP", "latencyMs": round((time.perf_counter() - started) * 1000, 3)}}
 
-    @app.get("/api/dashboard/serverTime", tags=["dashboard"], summary="Server time in epoch milliseconds")
-    async def server_time() -> int:
-        return int(time.time() * 1000)
-
     return app

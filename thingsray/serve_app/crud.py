@@ -13,6 +13,7 @@ from thingsray.serve_app.permissions import Operation, Owner, Resource, require,
 from thingsray.serve_app.security import Principal
 from thingsray.serve_app.services import Services
 from thingsray.storage.entities import EntityTable
+from thingsray.storage.relations import delete_entity_relations
 
 
 def display_name(entity: Mapping[str, Any]) -> str | None:
@@ -60,6 +61,7 @@ async def delete(services: Services, principal: Principal, table: EntityTable, r
                  ) -> dict[str, Any]:
     entity = await load(services, principal, table, resource, entity_id, Operation.DELETE, owner)
     await services.repo(table).delete(entity_id)
+    await delete_entity_relations(services.db, table.entity_type, entity_id)
     await services.audit.record(principal, ActionType.DELETED, entity_type=table.entity_type,
                                 entity_id=entity_id, entity_name=display_name(entity))
     return entity

@@ -147,6 +147,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _foreign_key(_: Request, exc: asyncpg.ForeignKeyViolationError) -> JSONResponse:
         return BadRequest(f"Referenced entity does not exist or is still in use ({exc.constraint_name})").response()
 
+    @app.exception_handler(asyncpg.NotNullViolationError)
+    async def _not_null(_: Request, exc: asyncpg.NotNullViolationError) -> JSONResponse:
+        column = getattr(exc, "column_name", None) or "a required field"
+        return BadRequest(f"Invalid value: {column} must not be null").response()
+
+    @app.exception_handler(asyncpg.CheckViolationError)
+    async def _check(_: Request, exc: asyncpg.CheckViolationError) -> JSONResponse:
+        return BadRequest(f"Invalid value ({exc.constraint_name})").response()
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

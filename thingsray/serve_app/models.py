@@ -32,3 +32,16 @@ class Versioned(TbModel):
     id: EntityIdIn | None = None
     version: int | None = Field(default=None, ge=0)
     additionalInfo: Any = None
+
+
+class ContactIn(Versioned):
+    """The address and contact fields tenants and customers share (ThingsBoard's ContactBased)."""
+
+    country: ShortText | None = None
+    state: ShortText | None = None
+    city: ShortText | None = None
+    address: ShortText | None = None
+    address2: ShortText | None = None
+    zip: ShortText | None = None
+    phone: ShortText | None = None
+    email: ShortText | None = None

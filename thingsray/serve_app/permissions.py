@@ -91,6 +91,11 @@ POLICY: dict[Authority, dict[Resource, frozenset[Operation]]] = {
 }
 
 
+TENANT_WIDE: frozenset[Resource] = frozenset({Resource.DEVICE_PROFILE, Resource.ASSET_PROFILE})
+"""Resources that belong to no customer yet serve every customer of the tenant: a customer user
+may use (within POLICY: read) those of its own tenant, as in ThingsBoard."""
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     """Whose an entity is. ``customer_ids`` holds the customers it belongs or is assigned to
@@ -137,10 +142,13 @@ def _owns(principal: Principal, resource: Resource, owner: Owner) -> bool:
         case Authority.CUSTOMER_USER:
             if owner.tenant_id != principal.tenant_id or principal.customer_id is None:
                 return False
-            if resource is Resource.USER:
-                return owner.subject_id == principal.user_id
+            if resource is Resource.USER:  # itself, and only as a customer user (no self-promotion)
+                return owner.subject_id == principal.user_id and owner.authority in (
+                    None, Authority.CUSTOMER_USER)
             if resource is Resource.CUSTOMER:
                 return owner.subject_id == principal.customer_id
+            if resource in TENANT_WIDE:
+                return True
             return principal.customer_id in owner.customer_ids
     return False
 

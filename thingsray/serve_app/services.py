@@ -17,6 +17,7 @@ from thingsray.serve_app.security import (
     load_signing_key,
 )
 from thingsray.storage import database as database_module
+from thingsray.storage.credentials import CredentialStore, build_cache
 from thingsray.storage.database import Database
 from thingsray.storage.entities import EntityRepository, EntityTable
 
@@ -31,6 +32,7 @@ class Services:
     revocations: RevocationStore
     login_limiter: LoginLimiter
     audit: AuditLog
+    credentials: CredentialStore
     redis: Any = None
 
     def repo(self, table: EntityTable) -> EntityRepository:
@@ -53,10 +55,12 @@ class Services:
         else:
             revocations = PostgresRevocations(db)
             limiter = MemoryLoginLimiter(settings.login_attempts_per_minute)
+        credentials = CredentialStore(db, await build_cache(redis, database_url))
         return cls(settings=settings, db=db, tokens=tokens, revocations=revocations,
-                   login_limiter=limiter, audit=AuditLog(db), redis=redis)
+                   login_limiter=limiter, audit=AuditLog(db), credentials=credentials, redis=redis)
 
     async def close(self) -> None:
+        await self.credentials.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.db.close()

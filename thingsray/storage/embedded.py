@@ -4,6 +4,7 @@ its data in ``<data_dir>/postgres``, reached over a Unix socket only (it opens n
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,7 +22,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server, create the ``thingsray`` database if needed; return its URL."""
-        import pgserver  # imported here: it is only needed by the embedded default
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime directory at import; without XDG_RUNTIME_DIR
+            # (containers, CI, services) that warns, and tests turn warnings into errors
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import pgserver  # imported here: it is only needed by the embedded default
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")

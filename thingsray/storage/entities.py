@@ -48,6 +48,9 @@ class Kind(enum.Enum):
     """A uuid column shown as ``{"entityType": ref, "id": ...}``."""
     UUID = "uuid"
     """A uuid column shown as a bare string."""
+    TYPED_ID = "typed_id"
+    """A uuid column shown as ``{"entityType": <type_column>, "id": ...}``: an id that may
+    point to entities of several types (an entity view's ``entityId``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,8 @@ class Field:
     """Show NULL as ThingsBoard's NULL_UUID id (customerId of an unassigned entity)."""
     writable: bool = True
     """False: set by the server only (tenantId, customerId: set through their own calls)."""
+    type_column: str | None = None
+    """For ``Kind.TYPED_ID``: the column holding the entity type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +122,9 @@ class EntityRepository:
     def __init__(self, db: Database, table: EntityTable) -> None:
         self.db = db
         self.t = table
-        self._columns = ", ".join(f.column for f in table.fields)
+        columns = [f.column for f in table.fields]
+        columns += [f.type_column for f in table.fields if f.type_column and f.type_column not in columns]
+        self._columns = ", ".join(dict.fromkeys(columns))
 
     # --- shapes ---------------------------------------------------------------------------
     def to_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,6 +138,8 @@ class EntityRepository:
                     out[f.name] = entity_id(f.ref or self.t.entity_type, value)
                 case Kind.UUID:
                     out[f.name] = None if value is None else str(value)
+                case Kind.TYPED_ID:
+                    out[f.name] = entity_id(row[f.type_column or ""], value)
                 case _:
                     out[f.name] = value
         return out
@@ -142,7 +151,9 @@ class EntityRepository:
             if not f.writable or f.name not in body or f.column in ("id", "created_time", "version"):
                 continue
             value = body[f.name]
-            if f.kind in (Kind.ID, Kind.UUID) and value is not None:
+            if f.kind is Kind.TYPED_ID and f.type_column:
+                row[f.type_column] = value.get("entityType") if isinstance(value, Mapping) else None
+            if f.kind in (Kind.ID, Kind.UUID, Kind.TYPED_ID) and value is not None:
                 raw = value.get("id") if isinstance(value, Mapping) else value
                 value = None if raw is None else uuid.UUID(str(raw))
                 if value == NULL_UUID and f.null_id:

@@ -151,6 +151,7 @@ DASHBOARD = EntityTable(
 ENTITY_VIEW = EntityTable(
     entity_type="ENTITY_VIEW", table="entity_view",
     fields=(*_common("ENTITY_VIEW"), *_tenant_owned(), *_customer_owned(), Field("name", "name"),
+            Field("entityId", "entity_id", Kind.TYPED_ID, type_column="entity_type"),
             Field("type", "type"), Field("keys", "keys", JSON),
             Field("startTimeMs", "start_ts", INT), Field("endTimeMs", "end_ts", INT),
             Field("additionalInfo", "additional_info", JSON),

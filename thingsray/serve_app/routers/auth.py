@@ -35,9 +35,8 @@ class ChangePasswordRequest(TbModel):
 
 
 def client_address(request: Request) -> str:
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded.split(",")[0].strip()
+    """The socket peer. X-Forwarded-For is not trusted: anyone may send it, and trusting it would
+    let a caller pick a fresh address for every attempt and never meet the per-address limit."""
     return request.client.host if request.client else "unknown"
 
 

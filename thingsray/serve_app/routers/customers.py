@@ -10,7 +10,7 @@ from thingsray.serve_app import crud
 from thingsray.serve_app.access import load
 from thingsray.serve_app.deps import PrincipalDep, ServicesDep, page_params, parse_uuid
 from thingsray.serve_app.errors import NotFound
-from thingsray.serve_app.models import Name, ShortText, Versioned
+from thingsray.serve_app.models import ContactIn, Name
 from thingsray.serve_app.permissions import Operation, Resource, require, tenant_scope
 from thingsray.storage import tables
 from thingsray.storage.entities import PageQuery
@@ -19,16 +19,8 @@ router = APIRouter(tags=["customer"])
 CustomerPage = Annotated[PageQuery, Depends(page_params(tables.CUSTOMER.sort_columns))]
 
 
-class CustomerIn(Versioned):
+class CustomerIn(ContactIn):
     title: Name
-    country: ShortText | None = None
-    state: ShortText | None = None
-    city: ShortText | None = None
-    address: ShortText | None = None
-    address2: ShortText | None = None
-    zip: ShortText | None = None
-    phone: ShortText | None = None
-    email: ShortText | None = None
 
 
 @router.get("/api/customer/{customerId}", summary="Get a customer")
