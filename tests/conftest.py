@@ -138,3 +138,9 @@ def assert_tb_error(response: httpx.Response, status: int, error_code: int | Non
     if error_code is not None:
         assert body["errorCode"] == error_code, body
     return body
+
+
+@pytest.fixture(scope="session")
+def mqtt_port(platform: Platform) -> int:
+    assert platform.mqtt_port is not None
+    return platform.mqtt_port

@@ -24,11 +24,11 @@ ID_PARAMS = {
     "deviceId": "device", "customerId": "customer", "assetId": "asset", "dashboardId": "dashboard",
     "entityViewId": "entity_view", "userId": "user", "tenantId": "tenant",
     "deviceProfileId": "device_profile", "assetProfileId": "asset_profile", "entityId": "device",
-    "fromId": "device", "toId": "device", "id": "device",
+    "fromId": "device", "toId": "device", "id": "device", "rpcId": "rpc",
 }
 # path parameters that are not ids, with a value that fits the device victim
 OTHER_PARAMS = {"entityType": "DEVICE", "fromType": "DEVICE", "toType": "DEVICE", "relationType": "Contains",
-                "deviceName": "victim", "scope": "SERVER_SCOPE"}
+                "deviceName": "victim", "scope": "SERVER_SCOPE", "ttl": "0"}
 SKIPPED_PREFIXES = ("/api/noauth", "/api/auth")
 
 
@@ -58,11 +58,14 @@ def victims(tenant: httpx.Client, base_url: str) -> dict[str, Any]:
         "customerId": customer["id"]}))
     asset_profile_id = ok(tenant.get(f"/api/asset/{asset['id']['id']}"))["assetProfileId"]["id"]
     me = ok(tenant.get("/api/auth/user"))
+    rpc = ok(tenant.post(f"/api/rpc/oneway/{device['id']['id']}",
+                         json={"method": "victimRpc", "params": {}, "persistent": True}))
     return {
         "device": device["id"]["id"], "customer": customer_id, "asset": asset["id"]["id"],
         "dashboard": dashboard["id"]["id"], "entity_view": view["id"]["id"], "user": user["id"]["id"],
         "tenant": me["tenantId"]["id"], "device_profile": profile["id"]["id"],
-        "asset_profile": asset_profile_id, "names": [device["name"], asset["name"], dashboard["title"],
+        "asset_profile": asset_profile_id, "rpc": rpc["rpcId"]["id"] if isinstance(rpc["rpcId"], dict)
+        else rpc["rpcId"], "names": [device["name"], asset["name"], dashboard["title"],
                                                      view["name"], user["email"], profile["name"]],
     }
 

@@ -52,10 +52,13 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def banner(settings: Settings, http_url: str) -> list[str]:
+def banner(settings: Settings, http_url: str, mqtt_port: int | None = None) -> list[str]:
     """What ``up`` prints once the platform answers: URLs, demo accounts, exposure warnings."""
     lines = [f"REST API      {http_url}/api   (Swagger UI {http_url}/swagger-ui)",
              f"health        {http_url}/api/health"]
+    if mqtt_port is not None:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        lines.append(f"MQTT          mqtt://{host}:{mqtt_port}   (devices: v1/devices/me/telemetry)")
     if settings.demo:
         lines.append("demo accounts " + ", ".join(f"{user} / {password}" for user, password in DEMO_ACCOUNTS))
         if not settings.loopback_only:
@@ -86,7 +89,7 @@ def cmd_up(settings: Settings) -> int:
         _say(f"error: {exc}")
         return 2
     try:
-        for line in banner(settings, platform.http_url or ""):
+        for line in banner(settings, platform.http_url or "", platform.mqtt_port):
             _say(line)
         _say("ready; Ctrl-C stops")
         while not stop.wait(1.0):

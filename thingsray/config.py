@@ -49,6 +49,8 @@ class Settings:
     access_token_ttl: int = 9000
     refresh_token_ttl: int = 604800
     serve_replicas: int = 1
+    shards: int = 2
+    """Shard processes hosting device actors (THINGSRAY_SHARDS); size by cores, not devices."""
     db_pool_size: int = 10
     login_attempts_per_minute: int = 10
     """Failed logins allowed per user and per client address in a sliding minute."""
@@ -77,7 +79,7 @@ class Settings:
             port = getattr(self, port_name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{_names(port_name)} must be between 0 and 65535, got {port}")
-        for name in ("access_token_ttl", "refresh_token_ttl", "serve_replicas", "db_pool_size",
+        for name in ("access_token_ttl", "refresh_token_ttl", "serve_replicas", "shards", "db_pool_size",
                      "login_attempts_per_minute", "max_page_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_names(name)} must be at least 1, got {getattr(self, name)}")

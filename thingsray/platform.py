@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from thingsray.config import ConfigError, Settings
+from thingsray.runtime import PartitionTable
 from thingsray.storage import EmbeddedPostgres, connect, ensure_ts_partitions, migrate
 from thingsray.storage.entities import now_ms
 
@@ -42,6 +43,14 @@ def use_loopback_ray() -> None:
         constants.ENABLE_RAY_CLUSTER = False
 
 
+MQTT_TRANSPORT = "thingsray-mqtt-0"
+
+
+def partition_table(settings: Settings) -> PartitionTable:
+    """The one partition table every process derives from the settings."""
+    return PartitionTable.even(settings.shards)
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -50,6 +59,9 @@ class Platform:
     http_url: str | None = None
     _embedded: EmbeddedPostgres | None = None
     _started_ray: bool = False
+    _shards: list = field(default_factory=list)
+    _transports: list = field(default_factory=list)
+    mqtt_port: int | None = None
     _serve_started: bool = False
 
     # --- start ------------------------------------------------------------------------------
@@ -58,6 +70,8 @@ class Platform:
             self._start_database()
             asyncio.run(self._prepare_database())
             self._start_ray()
+            self._start_shards()
+            self._start_transports()
             self._start_serve()
         except BaseException:
             self.stop()
@@ -117,6 +131,31 @@ class Platform:
                          runtime_env={"env_vars": LOOPBACK_RAY_ENV})
         self._started_ray = True
 
+    def _start_shards(self) -> None:
+        from thingsray.actors import FACTORIES
+        from thingsray.actors.env import make_setup
+        from thingsray.runtime.cluster import start_shards
+
+        assert self.database_url is not None
+        count = self.settings.shards
+        self.progress(f"actors: starting {count} shard{'s' if count > 1 else ''}")
+        self._shards = start_shards(count, FACTORIES, partition_table(self.settings),
+                                    setup=make_setup(self.database_url))
+
+    def _start_transports(self) -> None:
+        import ray
+
+        from thingsray.actors.mqtt_transport import MqttTransportActor
+
+        assert self.database_url is not None
+        remote = ray.remote(MqttTransportActor).options(name=MQTT_TRANSPORT, num_cpus=0, max_restarts=-1,
+                                                        max_concurrency=100_000)
+        self._transports = [remote.remote(MQTT_TRANSPORT, self.settings.host, self.settings.mqtt_port,
+                                          self.database_url, self.settings.shards,
+                                          partition_table(self.settings), self.settings.redis_url)]
+        self.mqtt_port = ray.get(self._transports[0].start.remote())
+        self.progress(f"mqtt: listening on {self.settings.host}:{self.mqtt_port}")
+
     def _start_serve(self) -> None:
         from ray import serve
 
@@ -141,6 +180,16 @@ class Platform:
 
     # --- stop -------------------------------------------------------------------------------
     def stop(self) -> None:
+        if self._transports or self._shards:
+            import ray
+
+            for handle in self._transports + self._shards:
+                try:
+                    ray.get(handle.stop.remote(), timeout=10)
+                    ray.kill(handle, no_restart=True)
+                except Exception:
+                    log.exception("stopping an actor failed")
+            self._transports, self._shards = [], []
         if self._serve_started:
             from ray import serve
 

@@ -50,7 +50,7 @@ class Recorder(Actor):
 
 
 def make_host(store: Store, **options: Any) -> ActorHost:
-    return ActorHost({"rec": lambda address: Recorder(address, store)}, **options)
+    return ActorHost({"rec": lambda address, _env: Recorder(address, store)}, **options)
 
 
 async def test_messages_to_one_actor_are_handled_in_order_and_actors_are_independent():
@@ -131,3 +131,29 @@ async def test_unknown_kinds_and_a_stopped_host_answer_with_errors():
     await host.stop()
     with pytest.raises(HostStopped):
         await host.ask(Address("rec", "1"), "x")
+
+
+async def test_a_deferred_answer_lets_the_actor_go_on():
+    from thingsray.runtime import Deferred
+
+    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    class Waiter(Actor):
+        def __init__(self, address: Address, env: Any) -> None:
+            self.count = 0
+
+        async def receive(self, message: Any) -> Any:
+            self.count += 1
+            if message == "later":
+                return Deferred(gate)
+            return self.count
+
+    host = ActorHost({"w": Waiter})
+    address = Address("w", "1")
+    later = await host.enqueue(address, "later", want_reply=True)
+    assert later is not None
+    assert await host.ask(address, "now") == 2  # not stuck behind the deferred answer
+    assert not later.done()
+    gate.set_result("done")
+    assert await later == "done"
+    await host.stop()

@@ -39,7 +39,7 @@ class LocalShard:
 
 def make(shards: int, store: Store, **options: Any) -> tuple[Router, list[LocalShard]]:
     table = PartitionTable.even(shards)
-    local = [LocalShard(ShardCore(i, {"rec": lambda a: Recorder(a, store)}, table)) for i in range(shards)]
+    local = [LocalShard(ShardCore(i, {"rec": lambda a, _env: Recorder(a, store)}, table)) for i in range(shards)]
     return Router(table, local, RouterOptions(**options)), local
 
 
@@ -88,7 +88,7 @@ async def test_actor_errors_come_back_as_remote_errors():
 async def test_a_stale_partition_table_is_refused():
     store = Store()
     table = PartitionTable.even(1, epoch=2)
-    shard = LocalShard(ShardCore(0, {"rec": lambda a: Recorder(a, store)}, table))
+    shard = LocalShard(ShardCore(0, {"rec": lambda a, _env: Recorder(a, store)}, table))
     router = Router(PartitionTable.even(1, epoch=1), [shard])
     with pytest.raises(RemoteError, match="epoch 1"):
         await router.ask(Address("rec", "s"), 1)

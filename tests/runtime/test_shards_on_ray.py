@@ -63,7 +63,7 @@ def shard_setup(platform):
     ledger_name = f"{prefix}-ledger"
     ledger = ray.remote(Ledger).options(name=ledger_name, num_cpus=0).remote()
     table = PartitionTable.even(2)
-    handles = start_shards(2, {"counter": lambda a: Counter(a, ledger_name)}, table, prefix=prefix)
+    handles = start_shards(2, {"counter": lambda a, _env: Counter(a, ledger_name)}, table, prefix=prefix)
     yield prefix, table, handles, ledger
     for handle in handles:
         ray.kill(handle, no_restart=True)

@@ -90,11 +90,12 @@ def test_token_as_username_and_qos1_telemetry_in_every_form(mqtt):
                     '[{"a":true},{"ts":5,"values":{"j":{"x":[1]}}}]'):
         c.publish("v1/devices/me/telemetry", payload, qos=1).wait_for_publish(WAIT)
     c.publish("v2/t", '{"short":1.5}', qos=1).wait_for_publish(WAIT)
+    c.disconnect()
+    eventually(lambda: "disconnect dev1" in mqtt.service.events)  # the platform hears a clean DISCONNECT
     mine = [g for name, g in mqtt.service.telemetry if name == "dev1"]
     assert mine == [TelemetryGroup(None, {"temperature": 25}), TelemetryGroup(1609459200000, {"humidity": 40}),
                     TelemetryGroup(None, {"a": True}), TelemetryGroup(5, {"j": JsonValue('{"x":[1]}')}),
                     TelemetryGroup(None, {"short": 1.5})]
-    c.disconnect()
     c.loop_stop()
 
 

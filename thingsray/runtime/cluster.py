@@ -11,7 +11,7 @@ from thingsray.runtime.address import PartitionTable
 from thingsray.runtime.envelope import Batch, Reply
 from thingsray.runtime.host import ActorFactory
 from thingsray.runtime.router import Router, RouterOptions
-from thingsray.runtime.shard import ShardActor
+from thingsray.runtime.shard import Setup, ShardActor
 
 SHARD_PREFIX = "thingsray-shard"
 
@@ -31,7 +31,8 @@ def shard_name(prefix: str, index: int) -> str:
 
 
 def start_shards(count: int, factories: Mapping[str, ActorFactory], table: PartitionTable, *,
-                 prefix: str = SHARD_PREFIX, options: Mapping[str, Any] | None = None) -> list[Any]:
+                 prefix: str = SHARD_PREFIX, options: Mapping[str, Any] | None = None,
+                 setup: Setup | None = None) -> list[Any]:
     """Create ``count`` named shard actors, spread over the cluster's nodes.
 
     Shards reserve no CPU (DESIGN.md section 8) and restart without limit; a call in flight
@@ -42,8 +43,8 @@ def start_shards(count: int, factories: Mapping[str, ActorFactory], table: Parti
         handles.append(remote.options(
             name=shard_name(prefix, index), num_cpus=0, max_restarts=-1, max_task_retries=0,
             max_concurrency=100_000, scheduling_strategy="SPREAD",
-        ).remote(index, dict(factories), table, dict(options or {})))
-    ray.get([h.ping.remote() for h in handles])
+        ).remote(index, dict(factories), table, dict(options or {}), setup))
+    ray.get([h.ready.remote() for h in handles])
     return handles
 
 

@@ -35,8 +35,24 @@ class Actor:
     async def passivate(self) -> None:
         """Flush state before the actor is dropped from memory."""
 
+    def can_passivate(self) -> bool:
+        """False keeps an idle actor in memory (it holds a live session, a pending call)."""
+        return True
 
-ActorFactory = Callable[[Address], Actor]
+
+ActorFactory = Callable[[Address, Any], Actor]
+"""Makes the actor of an address; the second argument is the host's environment (its shared
+resources: a database pool, a writer), whatever the application put there."""
+
+
+class Deferred:
+    """Returned by ``receive`` to answer later: the actor goes on with its next message while the
+    ask waits for ``future`` (a commit, a device's RPC response)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
 
 
 class ActorError(Exception):
@@ -63,9 +79,10 @@ class _Cell:
 
 
 class ActorHost:
-    def __init__(self, factories: Mapping[str, ActorFactory], *, mailbox_size: int = 1000,
+    def __init__(self, factories: Mapping[str, ActorFactory], *, env: Any = None, mailbox_size: int = 1000,
                  idle_timeout_s: float = 600.0) -> None:
         self._factories = dict(factories)
+        self.env = env
         self._cells: dict[Address, _Cell] = {}
         self.mailbox_size = mailbox_size
         self.idle_timeout_s = idle_timeout_s
@@ -131,7 +148,9 @@ class ActorHost:
                     if future is not None and not future.done():
                         future.set_exception(ActorError(f"{address} failed on {type(message).__name__}: {exc!r}"))
                 else:
-                    if future is not None and not future.done():
+                    if isinstance(reply, Deferred):
+                        _chain(reply.future, future)
+                    elif future is not None and not future.done():
                         future.set_result(reply)
                 self.processed += 1
             cell.last_used = time.monotonic()
@@ -143,7 +162,7 @@ class ActorHost:
                 cell.worker = asyncio.create_task(self._drain(address, cell))
 
     async def _activate(self, address: Address, cell: _Cell) -> bool:
-        actor = self._factories[address.kind](address)
+        actor = self._factories[address.kind](address, self.env)
         try:
             await actor.activate()
         except Exception as exc:
@@ -168,7 +187,8 @@ class ActorHost:
         """Drop actors idle for longer than ``idle_timeout_s``; return how many."""
         now = time.monotonic() if now is None else now
         idle = [(a, c) for a, c in self._cells.items()
-                if c.worker is None and not c.mailbox and now - c.last_used >= self.idle_timeout_s]
+                if c.worker is None and not c.mailbox and now - c.last_used >= self.idle_timeout_s
+                and (c.actor is None or c.actor.can_passivate())]
         for address, cell in idle:
             if cell.actor is not None:
                 try:
@@ -201,3 +221,23 @@ class ActorHost:
     @property
     def active_count(self) -> int:
         return len(self._cells)
+
+
+def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any] | None) -> None:
+    """Answer ``target`` with ``source``'s outcome when it comes; a tell's outcome is only logged."""
+
+    def done(src: asyncio.Future[Any]) -> None:
+        if target is None:
+            if not src.cancelled() and src.exception() is not None:
+                log.warning("a deferred answer to a tell failed: %r", src.exception())
+            return
+        if target.done():
+            return
+        if src.cancelled():
+            target.set_exception(ActorError("the answer was cancelled"))
+        elif src.exception() is not None:
+            target.set_exception(ActorError(str(src.exception()) or type(src.exception()).__name__))
+        else:
+            target.set_result(src.result())
+
+    source.add_done_callback(done)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from thingsray.runtime.address import PartitionTable
@@ -22,10 +22,10 @@ class WrongShard(ActorError):
 
 class ShardCore:
     def __init__(self, index: int, factories: Mapping[str, ActorFactory], table: PartitionTable, *,
-                 mailbox_size: int = 1000, idle_timeout_s: float = 600.0) -> None:
+                 env: Any = None, mailbox_size: int = 1000, idle_timeout_s: float = 600.0) -> None:
         self.index = index
         self.table = table
-        self.host = ActorHost(factories, mailbox_size=mailbox_size, idle_timeout_s=idle_timeout_s)
+        self.host = ActorHost(factories, env=env, mailbox_size=mailbox_size, idle_timeout_s=idle_timeout_s)
         self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -85,14 +85,37 @@ class ShardCore:
         await self.host.stop()
 
 
+Setup = Callable[[int], Awaitable[Any]]
+"""Builds a shard's environment in the shard's own process (pools, writers); given the shard index."""
+
+
 class ShardActor:
-    """The Ray actor around a ``ShardCore``; created through ``runtime.cluster``."""
+    """The Ray actor around a ``ShardCore``; created through ``runtime.cluster``. ``setup`` runs
+    in the shard process before the first batch (and again after every restart)."""
 
     def __init__(self, index: int, factories: Mapping[str, ActorFactory], table: PartitionTable,
-                 options: Mapping[str, Any]) -> None:
+                 options: Mapping[str, Any], setup: Setup | None = None) -> None:
         self.core = ShardCore(index, factories, table, **dict(options))
+        self._setup = setup
+        self._ready: asyncio.Task[None] | None = None
+
+    async def ready(self) -> int:
+        """Run the setup if it has not run; raise what it raised."""
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_task(self._prepare())
+        await asyncio.shield(self._ready)
+        return self.core.index
+
+    async def _prepare(self) -> None:
+        if self._setup is not None:
+            env = await self._setup(self.core.index)
+            bind = getattr(env, "bind", None)
+            if bind is not None:
+                bind(self.core.host)  # lets actors schedule messages to themselves
+            self.core.host.env = env
 
     async def deliver(self, batch: Batch) -> list[Reply]:
+        await self.ready()
         return await self.core.deliver(batch)
 
     async def stats(self) -> dict[str, Any]:
@@ -100,6 +123,13 @@ class ShardActor:
 
     async def ping(self) -> int:
         return self.core.index
+
+    async def stop(self) -> None:
+        await self.core.stop()
+        env = self.core.host.env
+        close = getattr(env, "close", None)
+        if close is not None:
+            await close()
 
     def pid(self) -> int:
         import os

@@ -107,6 +107,12 @@ class TooManyRequests(ApiError):
     default_message = "Too many requests"
 
 
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = ErrorCode.GENERAL
+    default_message = "Service unavailable"
+
+
 class PasswordViolation(ApiError):
     status = 400
     code = ErrorCode.PASSWORD_VIOLATION

@@ -59,7 +59,6 @@ class TelemetryWriter:
         self.linger_s = linger_s
         self._pending: list[tuple[WriteRequest, asyncio.Future[None]]] = []
         self._pending_rows = 0
-        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._keys: dict[str, int] = {}
         self.commits = 0
@@ -67,15 +66,20 @@ class TelemetryWriter:
 
     async def write(self, request: WriteRequest) -> None:
         """Returns once the request's rows are committed (or raises what the commit raised)."""
-        if not request.timeseries and not request.attributes:
-            return
+        await self.submit(request)
+
+    def submit(self, request: WriteRequest) -> asyncio.Future[None]:
+        """Queue the rows; the future resolves once they are committed. Requests are committed
+        in the order they were submitted."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not request.timeseries and not request.attributes:
+            future.set_result(None)
+            return future
         self._pending.append((request, future))
         self._pending_rows += len(request.timeseries) + len(request.attributes)
-        self._wakeup.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
-        await future
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return future
 
     async def _run(self) -> None:
         while self._pending:

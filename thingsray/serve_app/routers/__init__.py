@@ -10,9 +10,12 @@ from thingsray.serve_app.routers import (
     devices,
     entity_views,
     relations,
+    rpc,
+    telemetry,
     tenants,
     users,
 )
 
 ALL = (auth.router, tenants.router, customers.router, users.router, device_profiles.router, devices.router,
-       assets.router, dashboards.router, entity_views.router, relations.router, audit_logs.router)
+       assets.router, dashboards.router, entity_views.router, relations.router, audit_logs.router,
+       telemetry.router, rpc.router)

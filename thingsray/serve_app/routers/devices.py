@@ -7,6 +7,7 @@ A device's ``type`` is the name of its device profile. A new device gets ACCESS_
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ from thingsray.storage.credentials import (
 )
 from thingsray.storage.entities import PageQuery, entity_id, like_pattern, page_data
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["device"])
 
 DEVICE_SORT = {**tables.DEVICE.sort_columns, "customerTitle": "customer_title",
@@ -160,7 +162,19 @@ async def _save_device(services: Services, principal: Principal, body: DeviceIn,
         await services.credentials.invalidate(stored["credentialsId"], replaced)
         if not created:
             await _audit_credentials(services, principal, saved, stored)
+    if not created:
+        await _tell_live(services, saved_id, "CREDENTIALS_UPDATED" if replaced else "UPDATED")
     return saved
+
+
+async def _tell_live(services: Services, device_id: uuid.UUID, kind: str) -> None:
+    """The device's live actor hears of the change: sessions close on delete or new credentials."""
+    if services.live is None:
+        return
+    try:
+        await services.live.device_changed(device_id, kind)
+    except Exception:
+        log.exception("the live actor of device %s did not hear that it was %s", device_id, kind)
 
 
 async def _audit_credentials(services: Services, principal: Principal, device: dict[str, Any],
@@ -345,6 +359,7 @@ async def delete_device(deviceId: str, principal: PrincipalDep, services: Servic
     await crud.delete(services, principal, tables.DEVICE, Resource.DEVICE, device_id)  # relations go too
     if credentials is not None:
         await services.credentials.invalidate(credentials["credentialsId"])
+    await _tell_live(services, device_id, "DELETED")
 
 
 @router.get("/api/device/{deviceId}/credentials", summary="The credentials of a device")
@@ -379,6 +394,8 @@ async def update_device_credentials(body: CredentialsIn, principal: PrincipalDep
                                                                   expected_version=body.version)
     await services.credentials.invalidate(stored["credentialsId"], replaced)
     await _audit_credentials(services, principal, device, stored)
+    if replaced:
+        await _tell_live(services, device_id, "CREDENTIALS_UPDATED")
     return stored
 
 

@@ -26,6 +26,7 @@ class MqttServer:
         self.ssl_context = ssl_context
         self._server: asyncio.Server | None = None
         self._sessions: dict[asyncio.Task[None], MqttSession] = {}
+        self._by_id: dict[str, MqttSession] = {}
 
     async def start(self) -> int:
         """Listen; return the bound port (useful with port 0)."""
@@ -43,10 +44,16 @@ class MqttServer:
         assert task is not None
         session = MqttSession(reader, writer, self.service, self.options)
         self._sessions[task] = session
+        self._by_id[session.session_id] = session
         try:
             await session.run()
         finally:
             self._sessions.pop(task, None)
+            self._by_id.pop(session.session_id, None)
+
+    def session(self, session_id: str) -> MqttSession | None:
+        """The live session with this id (the platform pushes to it)."""
+        return self._by_id.get(session_id)
 
     @property
     def session_count(self) -> int:

@@ -96,6 +96,8 @@ class MqttSession:
         self._rpc_short: bool | None = None
         self.keep_alive = 0
         self._pending: list[codec.Packet] = []
+        self._registered = False
+        """The platform knows this session (connect succeeded): it must hear of its end."""
 
     @property
     def session_id(self) -> str:
@@ -167,11 +169,13 @@ class MqttSession:
             return False
         properties = {}
         if self.level == MQTT_5:
+            # no Maximum Packet Size / Receive Maximum: tb-mqtt-client mistakes them for its service
+            # configuration and warns; it asks getSessionLimits for the real limits anyway
             properties = {codec.PROP["maximum_qos"]: 1, codec.PROP["retain_available"]: 0,
                           codec.PROP["wildcard_subscription_available"]: 0,
-                          codec.PROP["shared_subscription_available"]: 0,
-                          codec.PROP["maximum_packet_size"]: self.options.max_packet_size}
+                          codec.PROP["shared_subscription_available"]: 0}
         await self.service.connect(self.device, self)
+        self._registered = True
         self.state = State.CONNECTED
         await self._write(codec.connack(self.level, Reason.SUCCESS, properties=properties))
         return True
@@ -196,12 +200,12 @@ class MqttSession:
                     return
 
     async def _finish(self) -> None:
-        was_connected = self.state is State.CONNECTED
         self.state = State.CLOSED
         for future in self._awaiting_ack.values():
             if not future.done():
                 future.cancel()
-        if was_connected and self.device is not None:
+        if self._registered and self.device is not None:
+            self._registered = False
             try:
                 await self.service.disconnect(self.device, self)
             except Exception:

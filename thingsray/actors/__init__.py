@@ -1,0 +1,10 @@
+"""The IoT domain's live state as actors (device, entity), and the Ray actors hosting transports."""
+
+from thingsray.actors.device import DeviceActor
+from thingsray.actors.entity import EntityActor
+from thingsray.actors.messages import DEVICE, ENTITY
+
+FACTORIES = {DEVICE: DeviceActor, ENTITY: EntityActor}
+"""Actor kind -> factory, as the shards are given them."""
+
+__all__ = ["DEVICE", "ENTITY", "FACTORIES", "DeviceActor", "EntityActor"]

@@ -1,0 +1,100 @@
+"""What the actors of one shard process share: the database pool, the telemetry writer, the way
+back to transports, and a way to send themselves messages later (timers)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from thingsray.actors.messages import DEVICE, Downlink, SessionRef
+from thingsray.kv import JsonValue, Value
+from thingsray.runtime import ActorHost, Address
+from thingsray.storage import Database, connect
+from thingsray.storage.attributes import AttributeScope
+from thingsray.storage.writer import TelemetryWriter
+
+log = logging.getLogger(__name__)
+
+
+class ShardEnv:
+    def __init__(self, db: Database, writer: TelemetryWriter, *, shard: int) -> None:
+        self.db = db
+        self.writer = writer
+        self.shard = shard
+        self.host: ActorHost | None = None
+        self._transports: dict[str, Any] = {}
+
+    def bind(self, host: ActorHost) -> None:
+        self.host = host
+
+    async def push(self, session: SessionRef, downlink: Downlink) -> Any:
+        """Hand a downlink to the transport actor holding the session; its answer (an RPC's
+        delivery) comes back. A transport that is gone answers None."""
+        handle = self._transports.get(session.transport)
+        try:
+            if handle is None:
+                import ray
+
+                handle = self._transports[session.transport] = ray.get_actor(session.transport)
+            return await handle.push.remote(downlink)
+        except Exception as exc:
+            self._transports.pop(session.transport, None)
+            log.warning("transport %s did not take a downlink for %s: %r", session.transport,
+                        session.session_id, exc)
+            return None
+
+    def later(self, delay_s: float, address: Address, message: Any) -> asyncio.TimerHandle:
+        """Tell ``address`` (an actor of this shard) ``message`` after ``delay_s``."""
+        def fire() -> None:
+            if self.host is not None:
+                task = asyncio.get_running_loop().create_task(self.host.tell(address, message))
+                task.add_done_callback(_log_failure)
+        return asyncio.get_running_loop().call_later(delay_s, fire)
+
+    async def load_attributes(self, entity_id: uuid.UUID) -> dict[int, dict[str, tuple[Value, int]]]:
+        """scope -> key -> (value, lastUpdateTs) of every attribute of an entity."""
+        rows = await self.db.fetch(
+            "SELECT a.attribute_type, d.key, a.bool_v, a.str_v, a.long_v, a.dbl_v, a.json_v::text AS json_v,"
+            " a.last_update_ts FROM attribute_kv a JOIN key_dictionary d ON d.key_id = a.attribute_key"
+            " WHERE a.entity_id = $1", entity_id)
+        scopes: dict[int, dict[str, tuple[Value, int]]] = {int(s): {} for s in AttributeScope}
+        for r in rows:
+            scopes.setdefault(r["attribute_type"], {})[r["key"]] = (row_value(r), r["last_update_ts"])
+        return scopes
+
+    async def delete_attributes(self, entity_id: uuid.UUID, scope: int, keys: tuple[str, ...]) -> None:
+        await self.db.execute(
+            "DELETE FROM attribute_kv a USING key_dictionary d WHERE a.entity_id = $1 AND a.attribute_type = $2"
+            " AND d.key_id = a.attribute_key AND d.key = ANY($3::varchar[])", entity_id, scope, list(keys))
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+def row_value(row: Any) -> Value:
+    """The value of a typed row (bool_v, str_v, long_v, dbl_v, json_v as text)."""
+    for column in ("bool_v", "long_v", "dbl_v", "str_v"):
+        if row[column] is not None:
+            return row[column]
+    return JsonValue(row["json_v"]) if row["json_v"] is not None else ""
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a timer message was not delivered: %r", task.exception())
+
+
+def make_setup(database_url: str, pool_size: int = 4) -> Callable[[int], Any]:
+    """The shard setup (runs in the shard process): a pool and a writer of its own."""
+    async def setup(shard: int) -> ShardEnv:
+        db = await connect(database_url, min_size=1, max_size=pool_size)
+        return ShardEnv(db, TelemetryWriter(db), shard=shard)
+
+    return setup
+
+
+def device_address(device_id: uuid.UUID | str) -> Address:
+    return Address(DEVICE, str(device_id))

@@ -1,0 +1,187 @@
+"""Messages to a device actor, grouped by who sends them. Frozen, slotted, picklable: they cross
+process boundaries in batches. The device actor ``match``es over ``DeviceMessage``."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from thingsray.kv import Value
+from thingsray.transports.payloads import TelemetryGroup
+from thingsray.transports.service import AttributeUpdate, DeviceIdentity, RpcRequest
+
+DEVICE = "device"
+"""The actor kind of devices; the address id is the device id as a string."""
+ENTITY = "entity"
+"""The actor kind of entities that are not devices; the address id is the entity's uuid."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRef:
+    """A live device session: the transport actor holding it (its Ray actor name) and its id."""
+
+    transport: str
+    session_id: str
+
+
+# --- from transports -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    session: SessionRef
+    identity: DeviceIdentity
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    session: SessionRef
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged:
+    session: SessionRef
+    attributes: bool | None = None
+    rpc: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostTelemetry:
+    """Answered once the data is committed. ``msg_id`` and ``received_ts`` are stamped once by
+    the transport, so a retry of the same message stores the same rows."""
+
+    msg_id: uuid.UUID
+    received_ts: int
+    groups: tuple[TelemetryGroup, ...]
+    identity: DeviceIdentity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostAttributes:
+    msg_id: uuid.UUID
+    received_ts: int
+    values: dict[str, Value]
+    identity: DeviceIdentity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetAttributes:
+    """Answered with ``{"client": {...}, "shared": {...}}``; None keys mean "all of that scope"."""
+
+    client_keys: tuple[str, ...] | None
+    shared_keys: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRpcResponse:
+    """The device answered server-side RPC ``request_id``."""
+
+    request_id: int
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRpcDelivered:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    secret_key: str | None
+    duration_ms: int | None
+    ts: int
+
+
+# --- from the REST API and the rule engine -----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SaveAttributes:
+    """Save attributes of a scope (CLIENT_SCOPE, SERVER_SCOPE, SHARED_SCOPE); answered once committed.
+    Shared ones reach a subscribed device at once."""
+
+    scope: str
+    values: dict[str, Value]
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAttributes:
+    scope: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveTimeseries:
+    groups: tuple[TelemetryGroup, ...]
+    ts: int
+    """Server time for groups without their own timestamp."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToDeviceRpc:
+    """A server-side RPC. Two-way: answered with the device's response; one-way: answered once
+    the device has it. Answered with an ``RpcOutcome``."""
+
+    method: str
+    params: Any
+    oneway: bool
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChanged:
+    """The device's entity changed over REST: sessions close on delete or credentials change,
+    and the cached identity is reloaded."""
+
+    kind: str
+    """"UPDATED", "DELETED" or "CREDENTIALS_UPDATED"."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetDeviceState:
+    """Answered with the live state: active, lastConnectTime, ... and the session count."""
+
+
+# --- what a device actor sends back to a transport ----------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PushAttributes:
+    session_id: str
+    update: AttributeUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class PushRpc:
+    session_id: str
+    request: RpcRequest
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    session_id: str
+    reason: str
+
+
+Downlink = PushAttributes | PushRpc | CloseSession
+
+DeviceMessage = (SessionOpened | SessionClosed | SubscriptionChanged | PostTelemetry | PostAttributes
+                 | GetAttributes | DeviceRpcResponse | DeviceRpcDelivered | ClaimRequest | SaveAttributes
+                 | DeleteAttributes | SaveTimeseries | ToDeviceRpc | DeviceChanged | GetDeviceState)
+
+
+class RpcStatus(enum.Enum):
+    SUCCESSFUL = "SUCCESSFUL"
+    DELIVERED = "DELIVERED"
+    NOT_CONNECTED = "NOT_CONNECTED"
+    """No session takes RPC: ThingsBoard answers 409 on the plugins API, 504 on /api/rpc."""
+    TIMEOUT = "TIMEOUT"
+    """No answer in time: 408 on the plugins API, 504 on /api/rpc."""
+
+
+@dataclass(frozen=True, slots=True)
+class RpcOutcome:
+    """What ``ToDeviceRpc`` is answered with."""
+
+    status: RpcStatus
+    request_id: int
+    response: Any = None

@@ -1,0 +1,63 @@
+"""Writes of live data from the REST API, through the shard that owns the entity.
+
+Telemetry and attribute writes, attribute deletes and RPC all go to the entity's actor (a
+device actor for devices, an entity actor for assets, customers and the rest), which persists,
+updates its live state and pushes to the device; reads go to the database directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from thingsray.actors.messages import (
+    DEVICE,
+    ENTITY,
+    DeleteAttributes,
+    DeviceChanged,
+    GetDeviceState,
+    RpcOutcome,
+    SaveAttributes,
+    SaveTimeseries,
+    ToDeviceRpc,
+)
+from thingsray.kv import Value
+from thingsray.runtime import Address, Router
+from thingsray.storage.entities import now_ms
+from thingsray.transports.payloads import TelemetryGroup
+
+
+def address_of(entity_type: str, entity_id: uuid.UUID) -> Address:
+    return Address(DEVICE if entity_type == "DEVICE" else ENTITY, str(entity_id))
+
+
+class LiveData:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def save_attributes(self, entity_type: str, entity_id: uuid.UUID, scope: str,
+                              values: dict[str, Value]) -> None:
+        """Returns once committed; SHARED_SCOPE values of a device reach its session at once."""
+        await self.router.ask(address_of(entity_type, entity_id), SaveAttributes(scope, values, now_ms()))
+
+    async def delete_attributes(self, entity_type: str, entity_id: uuid.UUID, scope: str,
+                                keys: tuple[str, ...]) -> None:
+        await self.router.ask(address_of(entity_type, entity_id), DeleteAttributes(scope, keys))
+
+    async def save_timeseries(self, entity_type: str, entity_id: uuid.UUID,
+                              groups: list[TelemetryGroup]) -> None:
+        await self.router.ask(address_of(entity_type, entity_id), SaveTimeseries(tuple(groups), now_ms()))
+
+    async def rpc(self, device_id: uuid.UUID, method: str, params: Any, *, oneway: bool,
+                  timeout_ms: int) -> RpcOutcome:
+        outcome: RpcOutcome = await self.router.ask(Address(DEVICE, str(device_id)),
+                                                    ToDeviceRpc(method, params, oneway, timeout_ms))
+        return outcome
+
+    async def device_changed(self, device_id: uuid.UUID, kind: str) -> None:
+        """Tell the live device actor its entity changed ("UPDATED", "DELETED", "CREDENTIALS_UPDATED")."""
+        await self.router.tell(Address(DEVICE, str(device_id)), DeviceChanged(kind))
+
+    async def device_state(self, device_id: uuid.UUID) -> dict[str, Any]:
+        state: dict[str, Any] = await self.router.ask(Address(DEVICE, str(device_id)), GetDeviceState())
+        return state
