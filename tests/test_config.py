@@ -19,6 +19,9 @@ EVERY_FLAG = {
     "--database-url": ("postgresql://tb@db/tb", "database_url", "postgresql://tb@db/tb"),
     "--redis-url": ("redis://cache:6379/0", "redis_url", "redis://cache:6379/0"),
     "--serve-replicas": ("3", "serve_replicas", 3),
+    "--mqtt-tls-port": ("18883", "mqtt_tls_port", 18883),
+    "--mqtt-tls-cert": ("server.pem", "mqtt_tls_cert", "server.pem"),  # files must exist: the test makes them
+    "--mqtt-tls-key": ("server.key", "mqtt_tls_key", "server.key"),
 }
 
 
@@ -63,6 +66,7 @@ def test_boolean_variables_accept_the_usual_spellings(raw, value):
     ("THINGSRAY_HTTP_PORT", "70000"),
     ("THINGSRAY_MQTT_PORT", "-1"),
     ("THINGSRAY_COAP_PORT", "1.5"),
+    ("THINGSRAY_MQTT_TLS_PORT", "70000"),
     ("THINGSRAY_DEMO", "maybe"),
     ("THINGSRAY_SERVE_REPLICAS", "0"),
     ("THINGSRAY_ACCESS_TOKEN_TTL", "0"),
@@ -96,7 +100,10 @@ def test_loopback_only_is_true_only_for_loopback_hosts(host, loopback):
     assert Settings(host=host).loopback_only is loopback
 
 
-def test_every_flag_of_up_help_is_parsed_into_its_setting():
+def test_every_flag_of_up_help_is_parsed_into_its_setting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("server.pem", "server.key"):
+        (tmp_path / name).write_text("checked when the listener starts")
     help_text = build_parser()._subparsers._group_actions[0].choices["up"].format_help()
     documented = set(re.findall(r"--[a-z][a-z-]+", help_text)) - {"--help", "--no-demo"}
     assert documented == {*EVERY_FLAG, "--demo"}

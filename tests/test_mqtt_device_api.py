@@ -244,3 +244,56 @@ def test_a_shard_killed_under_qos1_load_loses_no_acknowledged_message(platform, 
         missing = set(acked[device_id]) - set(stored)
         assert not missing, f"acknowledged but not stored: {sorted(missing)[:10]}"
         assert len(stored) == len(set(stored)), "a retried message was stored twice"
+
+
+def test_tenant_usage_counts_what_devices_sent_on_every_shard(platform, mqtt_port, tenant, device):
+    before = tenant.get("/api/usage").json()
+    c = paho.Client(CallbackAPIVersion.VERSION2)
+    c.username_pw_set(device["token"])
+    c.connect("127.0.0.1", mqtt_port)
+    c.loop_start()
+    for i in range(5):
+        c.publish("v1/devices/me/telemetry", json.dumps({"a": i, "b": i}), qos=1).wait_for_publish(WAIT)
+    c.disconnect()
+    c.loop_stop()
+    after = tenant.get("/api/usage").json()
+    assert after["transportMessages"] - before["transportMessages"] == 5
+    assert after["transportDataPoints"] - before["transportDataPoints"] == 10
+    assert after["devices"] >= 1 and after["maxDevices"] == 0  # 0: unlimited, as ThingsBoard writes it
+
+
+def test_a_changed_profile_reaches_the_live_device_actor(platform, mqtt_port, tenant, device):
+    profile = tenant.post("/api/deviceProfile", json={"name": unique("live profile")}).json()
+    moved = tenant.get(f"/api/device/{device['id']}").json()
+    moved["deviceProfileId"] = profile["id"]
+    assert tenant.post("/api/device", json=moved).status_code == 200
+    c = paho.Client(CallbackAPIVersion.VERSION2)
+    c.username_pw_set(device["token"])
+    c.connect("127.0.0.1", mqtt_port)
+    c.loop_start()
+    c.publish("v1/devices/me/telemetry", '{"after":1}', qos=1).wait_for_publish(WAIT)
+    c.disconnect()
+    c.loop_stop()
+    assert ask(platform, device["id"], GetDeviceState())["profileId"] == profile["id"]["id"]
+    assert ask_tenant_profile(platform, device, profile["id"]["id"]) == profile["name"]  # now cached on every shard
+    renamed = {**profile, "name": unique("renamed profile")}
+    assert tenant.post("/api/deviceProfile", json=renamed).status_code == 200
+    usage_of_profile = ask_tenant_profile(platform, device, profile["id"]["id"])
+    assert usage_of_profile == renamed["name"]  # every shard forgot its cached copy and loads the new
+
+
+def ask_tenant_profile(platform, device: dict[str, Any], profile_id: str) -> str:
+    from thingsray.actors.tenant import TENANT, GetProfile
+
+    tenant_id = query(platform, "SELECT tenant_id FROM device WHERE id = $1", uuid.UUID(device["id"]))[0][0]
+
+    async def run() -> list[Any]:
+        router = connect_router(platform.settings.shards, partition_table(platform.settings))
+        try:
+            return await router.broadcast(Address(TENANT, str(tenant_id)), GetProfile(uuid.UUID(profile_id)))
+        finally:
+            await router.close()
+
+    names = {info.name for info in asyncio.run(run())}
+    assert len(names) == 1, names
+    return names.pop()

@@ -26,6 +26,12 @@ def _add_platform_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, help="REST and WebSocket port (THINGSRAY_HTTP_PORT; default 8080)")
     parser.add_argument("--mqtt-port", type=int, help="MQTT port (THINGSRAY_MQTT_PORT; default 1883)")
     parser.add_argument("--coap-port", type=int, help="CoAP port (THINGSRAY_COAP_PORT; default 5683)")
+    parser.add_argument("--mqtt-tls-port", type=int, help="MQTT over TLS port, used with a certificate "
+                        "(THINGSRAY_MQTT_TLS_PORT; default 8883)")
+    parser.add_argument("--mqtt-tls-cert", help="PEM certificate (chain) that turns MQTT over TLS on "
+                        "(THINGSRAY_MQTT_TLS_CERT; needs the key; THINGSRAY_MQTT_TLS_CA adds client certificates)")
+    parser.add_argument("--mqtt-tls-key", help="PEM private key of the MQTT TLS certificate (THINGSRAY_MQTT_TLS_KEY; "
+                        "an encrypted key takes THINGSRAY_MQTT_TLS_KEY_PASSWORD)")
     parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=None,
                         help="create ThingsBoard's demo tenant, customers, users and devices (THINGSRAY_DEMO)")
     parser.add_argument("--address", help="join this running Ray cluster (THINGSRAY_ADDRESS); without it a "
@@ -52,13 +58,16 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def banner(settings: Settings, http_url: str, mqtt_port: int | None = None) -> list[str]:
+def banner(settings: Settings, http_url: str, mqtt_port: int | None = None,
+           mqtt_tls_port: int | None = None) -> list[str]:
     """What ``up`` prints once the platform answers: URLs, demo accounts, exposure warnings."""
     lines = [f"REST API      {http_url}/api   (Swagger UI {http_url}/swagger-ui)",
              f"health        {http_url}/api/health"]
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     if mqtt_port is not None:
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         lines.append(f"MQTT          mqtt://{host}:{mqtt_port}   (devices: v1/devices/me/telemetry)")
+    if mqtt_tls_port is not None:
+        lines.append(f"MQTT over TLS mqtts://{host}:{mqtt_tls_port}")
     if settings.demo:
         lines.append("demo accounts " + ", ".join(f"{user} / {password}" for user, password in DEMO_ACCOUNTS))
         if not settings.loopback_only:
@@ -89,7 +98,7 @@ def cmd_up(settings: Settings) -> int:
         _say(f"error: {exc}")
         return 2
     try:
-        for line in banner(settings, platform.http_url or "", platform.mqtt_port):
+        for line in banner(settings, platform.http_url or "", platform.mqtt_port, platform.mqtt_tls_port):
             _say(line)
         _say("ready; Ctrl-C stops")
         while not stop.wait(1.0):

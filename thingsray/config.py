@@ -19,7 +19,7 @@ import platformdirs
 ENV_PREFIX = "THINGSRAY_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FLAGS = frozenset({"data_dir", "host", "http_port", "mqtt_port", "coap_port", "demo", "address", "database_url",
-                   "redis_url", "serve_replicas"})
+                   "redis_url", "serve_replicas", "mqtt_tls_port", "mqtt_tls_cert", "mqtt_tls_key"})
 """The settings ``thingsray up`` also takes as a flag (``--http-port`` for http_port)."""
 
 
@@ -38,6 +38,15 @@ class Settings:
     http_port: int = 8080
     mqtt_port: int = 1883
     coap_port: int = 5683
+    mqtt_tls_port: int = 8883
+    """MQTT over TLS; the listener runs only when a certificate is configured."""
+    mqtt_tls_cert: str | None = None
+    """PEM server certificate (chain) of the MQTT TLS listener; needs mqtt_tls_key."""
+    mqtt_tls_key: str | None = None
+    """PEM private key of mqtt_tls_cert."""
+    mqtt_tls_key_password: str | None = None
+    mqtt_tls_ca: str | None = None
+    """PEM CA bundle: devices may then present a client certificate it signed (X.509 devices)."""
     demo: bool = False
     address: str | None = None
     """A Ray cluster to join; None starts a private Ray on 127.0.0.1."""
@@ -50,6 +59,8 @@ class Settings:
     refresh_token_ttl: int = 604800
     serve_replicas: int = 1
     shards: int = 2
+    mqtt_transports: int = 1
+    """MQTT listener processes per node, sharing the port (THINGSRAY_MQTT_TRANSPORTS)."""
     """Shard processes hosting device actors (THINGSRAY_SHARDS); size by cores, not devices."""
     db_pool_size: int = 10
     login_attempts_per_minute: int = 10
@@ -75,22 +86,45 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        for port_name in ("http_port", "mqtt_port", "coap_port"):
+        for port_name in ("http_port", "mqtt_port", "coap_port", "mqtt_tls_port"):
             port = getattr(self, port_name)
             if not 0 <= port <= 65535:
-                raise ConfigError(f"{_names(port_name)} must be between 0 and 65535, got {port}")
-        for name in ("access_token_ttl", "refresh_token_ttl", "serve_replicas", "shards", "db_pool_size",
-                     "login_attempts_per_minute", "max_page_size"):
+                raise ConfigError(f"{setting_names(port_name)} must be between 0 and 65535, got {port}")
+        for name in ("access_token_ttl", "refresh_token_ttl", "serve_replicas", "shards", "mqtt_transports",
+                     "db_pool_size", "login_attempts_per_minute", "max_page_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{_names(name)} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{setting_names(name)} must be at least 1, got {getattr(self, name)}")
         if self.log_level.upper() not in LOG_LEVELS:
-            raise ConfigError(f"{_names('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
+            raise ConfigError(f"{setting_names('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
                               f"got {self.log_level!r}")
+        self._validate_tls()
         if self.address and not self.database_url:
             raise ConfigError(
                 "joining a Ray cluster (THINGSRAY_ADDRESS / --address) needs a PostgreSQL every node can "
                 "reach: set THINGSRAY_DATABASE_URL (or --database-url); the embedded database serves one "
                 "machine only")
+
+    def _validate_tls(self) -> None:
+        if bool(self.mqtt_tls_cert) != bool(self.mqtt_tls_key):
+            missing = "mqtt_tls_key" if self.mqtt_tls_cert else "mqtt_tls_cert"
+            raise ConfigError(f"MQTT over TLS needs a certificate and its key: {setting_names(missing)} is not set")
+        for name in ("mqtt_tls_key_password", "mqtt_tls_ca"):
+            if getattr(self, name) and not self.mqtt_tls_cert:
+                raise ConfigError(f"{setting_names(name)} is set but MQTT over TLS is off: "
+                                  f"set {setting_names('mqtt_tls_cert')} and {setting_names('mqtt_tls_key')}")
+        if self.mqtt_tls and self.mqtt_tls_port == self.mqtt_port != 0:
+            # both listeners set SO_REUSEPORT: the kernel would share connections between them
+            raise ConfigError(f"{setting_names('mqtt_tls_port')} and {setting_names('mqtt_port')} are both "
+                              f"{self.mqtt_port}: MQTT over TLS needs a port of its own")
+        for name in ("mqtt_tls_cert", "mqtt_tls_key", "mqtt_tls_ca"):
+            path = getattr(self, name)
+            if path and not Path(path).expanduser().is_file():
+                raise ConfigError(f"{setting_names(name)}: no such file {path!r}")
+
+    @property
+    def mqtt_tls(self) -> bool:
+        """Whether the MQTT TLS listener runs."""
+        return bool(self.mqtt_tls_cert)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -111,7 +145,7 @@ class Settings:
         return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
 
-def _names(name: str) -> str:
+def setting_names(name: str) -> str:
     """How a user sets ``name``: its variable, and its flag when it has one."""
     variable = ENV_PREFIX + name.upper()
     return f"{name} ({variable} / --{name.replace('_', '-')})" if name in FLAGS else f"{name} ({variable})"

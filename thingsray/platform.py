@@ -20,6 +20,7 @@ from thingsray.config import ConfigError, Settings
 from thingsray.runtime import PartitionTable
 from thingsray.storage import EmbeddedPostgres, connect, ensure_ts_partitions, migrate
 from thingsray.storage.entities import now_ms
+from thingsray.transports.mqtt.tls import TlsFiles, server_context
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def use_loopback_ray() -> None:
         constants.ENABLE_RAY_CLUSTER = False
 
 
-MQTT_TRANSPORT = "thingsray-mqtt-0"
+def mqtt_transport_name(index: int) -> str:
+    """The Ray actor name of an MQTT transport; device actors push to sessions through it."""
+    return f"thingsray-mqtt-{index}"
 
 
 def partition_table(settings: Settings) -> PartitionTable:
@@ -62,10 +65,14 @@ class Platform:
     _shards: list = field(default_factory=list)
     _transports: list = field(default_factory=list)
     mqtt_port: int | None = None
+    mqtt_tls_port: int | None = None
+    """None when MQTT over TLS is off."""
+    _tls: TlsFiles | None = None
     _serve_started: bool = False
 
     # --- start ------------------------------------------------------------------------------
     def start(self) -> None:
+        self._check_tls()
         try:
             self._start_database()
             asyncio.run(self._prepare_database())
@@ -76,6 +83,12 @@ class Platform:
         except BaseException:
             self.stop()
             raise
+
+    def _check_tls(self) -> None:
+        """Build the TLS context once here, so a bad certificate or key stops ``up`` before anything starts."""
+        self._tls = TlsFiles.from_settings(self.settings)
+        if self._tls is not None:
+            server_context(self._tls)
 
     def _start_database(self) -> None:
         if self.settings.database_url:
@@ -125,6 +138,9 @@ class Platform:
             ray.init(address=self.settings.address, namespace="thingsray", log_to_driver=False)
         else:
             self.progress("ray: starting a private Ray on 127.0.0.1")
+            # Ray starts its workers at niceness 15, below PostgreSQL and the devices' traffic;
+            # our shards and transports are the server itself
+            os.environ.setdefault("RAY_worker_niceness", "0")
             with _keeping_signal_handlers():
                 ray.init(address="local", namespace="thingsray", include_dashboard=False,
                          object_store_memory=256 * 1024 * 1024, log_to_driver=False,
@@ -143,18 +159,30 @@ class Platform:
                                     setup=make_setup(self.database_url))
 
     def _start_transports(self) -> None:
+        """``mqtt_transports`` listener processes share the MQTT port (SO_REUSEPORT): the kernel
+        spreads connections over them."""
         import ray
 
         from thingsray.actors.mqtt_transport import MqttTransportActor
 
         assert self.database_url is not None
-        remote = ray.remote(MqttTransportActor).options(name=MQTT_TRANSPORT, num_cpus=0, max_restarts=-1,
-                                                        max_concurrency=100_000)
-        self._transports = [remote.remote(MQTT_TRANSPORT, self.settings.host, self.settings.mqtt_port,
-                                          self.database_url, self.settings.shards,
-                                          partition_table(self.settings), self.settings.redis_url)]
-        self.mqtt_port = ray.get(self._transports[0].start.remote())
-        self.progress(f"mqtt: listening on {self.settings.host}:{self.mqtt_port}")
+        remote = ray.remote(MqttTransportActor)
+        port, tls_port = self.settings.mqtt_port, self.settings.mqtt_tls_port
+        for index in range(self.settings.mqtt_transports):
+            name = mqtt_transport_name(index)
+            handle = remote.options(name=name, num_cpus=0, max_restarts=-1, max_concurrency=100_000).remote(
+                name, self.settings.host, port, self.database_url, self.settings.shards,
+                partition_table(self.settings), self.settings.redis_url, self._tls, tls_port)
+            self._transports.append(handle)
+            port, bound_tls = ray.get(handle.start.remote())  # the next ones join the port the first bound
+            tls_port = bound_tls if bound_tls is not None else tls_port
+            if index == 0:
+                self.mqtt_port, self.mqtt_tls_port = port, bound_tls
+        count = self.settings.mqtt_transports
+        self.progress(f"mqtt: listening on {self.settings.host}:{self.mqtt_port}"
+                      + (f" ({count} transport processes)" if count > 1 else ""))
+        if self.mqtt_tls_port is not None:
+            self.progress(f"mqtt: TLS listening on {self.settings.host}:{self.mqtt_tls_port}")
 
     def _start_serve(self) -> None:
         from ray import serve

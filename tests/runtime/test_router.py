@@ -93,3 +93,12 @@ async def test_a_stale_partition_table_is_refused():
     with pytest.raises(RemoteError, match="epoch 1"):
         await router.ask(Address("rec", "s"), 1)
     assert "s" not in store.values
+
+
+async def test_broadcast_reaches_the_actor_of_an_address_on_every_shard():
+    store = Store()
+    router, shards = make(3, store)
+    answers = await router.broadcast(Address("rec", "per-shard"), "hello")
+    # three actors, one per shard; they share the test's store, so each saw the ones before it
+    assert sorted(answers) == [1, 2, 3]
+    assert all(s.core.host.is_active(Address("rec", "per-shard")) for s in shards)

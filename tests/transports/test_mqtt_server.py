@@ -24,10 +24,12 @@ WAIT = 10.0  # a bound on waiting for something that should happen at once; neve
 
 
 class Running:
-    def __init__(self) -> None:
+    """The MQTT listener in a thread of its own, behind an in-memory platform."""
+
+    def __init__(self, service: MemoryService | None = None, ssl_context: Any = None) -> None:
         self.loop = asyncio.new_event_loop()
-        self.service = MemoryService()
-        self.server = MqttServer(self.service, "127.0.0.1", 0)
+        self.service = service or MemoryService()
+        self.server = MqttServer(self.service, "127.0.0.1", 0, ssl_context=ssl_context)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.port = self.run(self.server.start())

@@ -3,8 +3,9 @@
 from thingsray.actors.device import DeviceActor
 from thingsray.actors.entity import EntityActor
 from thingsray.actors.messages import DEVICE, ENTITY
+from thingsray.actors.tenant import TENANT, TenantActor
 
-FACTORIES = {DEVICE: DeviceActor, ENTITY: EntityActor}
+FACTORIES = {DEVICE: DeviceActor, ENTITY: EntityActor, TENANT: TenantActor}
 """Actor kind -> factory, as the shards are given them."""
 
-__all__ = ["DEVICE", "ENTITY", "FACTORIES", "DeviceActor", "EntityActor"]
+__all__ = ["DEVICE", "ENTITY", "FACTORIES", "TENANT", "DeviceActor", "EntityActor", "TenantActor"]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from thingsray.actors.messages import DEVICE, Downlink, SessionRef
+from thingsray.actors.tenant import TenantView
 from thingsray.kv import JsonValue, Value
 from thingsray.runtime import ActorHost, Address
 from thingsray.storage import Database, connect
@@ -26,6 +27,19 @@ class ShardEnv:
         self.shard = shard
         self.host: ActorHost | None = None
         self._transports: dict[str, Any] = {}
+        self._tenants: dict[uuid.UUID, TenantView] = {}
+
+    def tenant_view(self, tenant_id: uuid.UUID) -> TenantView:
+        """The tenant's state on this shard (created on first use, kept while the shard lives)."""
+        view = self._tenants.get(tenant_id)
+        if view is None:
+            view = self._tenants[tenant_id] = TenantView(tenant_id, self)
+        return view
+
+    async def load_device(self, device_id: uuid.UUID) -> Any:
+        """The device row a device actor starts from (None for a device that does not exist)."""
+        return await self.db.fetchrow(
+            "SELECT tenant_id, customer_id, device_profile_id, name, type FROM device WHERE id = $1", device_id)
 
     def bind(self, host: ActorHost) -> None:
         self.host = host

@@ -1,4 +1,5 @@
-"""The Ray actor hosting an MQTT listener on its node. Several may share a port (SO_REUSEPORT)."""
+"""The Ray actor hosting the MQTT listeners of its node (plain, and TLS when configured).
+Several may share a port (SO_REUSEPORT)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from thingsray.storage import connect
 from thingsray.storage.credentials import CredentialStore, build_cache
 from thingsray.transports.mqtt.server import MqttServer
 from thingsray.transports.mqtt.session import MqttSession
+from thingsray.transports.mqtt.tls import TlsFiles, server_context
 
 log = logging.getLogger(__name__)
 
 
 class MqttTransportActor:
-    """``start()`` binds and answers the port; ``push`` delivers what device actors send back."""
+    """``start()`` binds and answers the ports; ``push`` delivers what device actors send back."""
 
     def __init__(self, name: str, host: str, port: int, database_url: str, shards: int, table: PartitionTable,
-                 redis_url: str | None = None) -> None:
+                 redis_url: str | None = None, tls: TlsFiles | None = None, tls_port: int = 8883) -> None:
         self.name = name
         self.host = host
         self.port = port
@@ -29,10 +31,14 @@ class MqttTransportActor:
         self.shards = shards
         self.table = table
         self.redis_url = redis_url
+        self.tls = tls
+        self.tls_port: int | None = tls_port if tls is not None else None
         self.server: MqttServer | None = None
+        self.tls_server: MqttServer | None = None
         self._sessions: dict[str, MqttSession] = {}
 
-    async def start(self) -> int:
+    async def start(self) -> tuple[int, int | None]:
+        """The bound plain port, and the TLS port (None without a certificate)."""
         redis = None
         if self.redis_url:
             import redis.asyncio as aioredis
@@ -44,11 +50,16 @@ class MqttTransportActor:
         service = PlatformTransportService(self.name, router, self.credentials, self.db)
         self.server = MqttServer(service, self.host, self.port)
         self.port = await self.server.start()
-        return self.port
+        if self.tls is not None:
+            self.tls_server = MqttServer(service, self.host, self.tls_port or 0, ssl_context=server_context(self.tls))
+            self.tls_port = await self.tls_server.start()
+        return self.port, self.tls_port
 
     async def push(self, downlink: Downlink) -> Any:
         assert self.server is not None
         session = self.server.session(downlink.session_id)
+        if session is None and self.tls_server is not None:
+            session = self.tls_server.session(downlink.session_id)
         if session is None:
             return None
         match downlink:
@@ -63,11 +74,13 @@ class MqttTransportActor:
         return None
 
     async def stats(self) -> dict[str, Any]:
-        return {"transport": self.name, "port": self.port,
-                "sessions": self.server.session_count if self.server else 0}
+        servers = [s for s in (self.server, self.tls_server) if s is not None]
+        return {"transport": self.name, "port": self.port, "tls_port": self.tls_port,
+                "sessions": sum(s.session_count for s in servers)}
 
     async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
+        for server in (self.tls_server, self.server):
+            if server is not None:
+                await server.stop()
         await self.credentials.close()
         await self.db.close()

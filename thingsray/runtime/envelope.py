@@ -13,6 +13,9 @@ class Envelope:
     address: Address
     message: Any
     ask: bool = False
+    local: bool = False
+    """For the actor of this address on the receiving shard itself, whatever its partition: the
+    per-shard actors (a tenant's view on each shard) are reached this way, by broadcast."""
 
 
 @dataclass(frozen=True, slots=True)

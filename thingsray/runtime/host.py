@@ -6,12 +6,17 @@ actor costs its own object plus a small cell: no mailbox, no task, until mail ar
 A mailbox holds at most ``mailbox_size`` messages; a sender waits for room (backpressure)
 instead of buffering without limit. An exception in ``receive`` fails that message's future,
 is logged, and restarts the actor: the next message finds a fresh instance with reloaded state.
+
+An actor in memory may have one timer (``set_timer``): a message the host tells it later. All
+timers of a host share one timer wheel (buckets of ``timer_resolution_s``, one event-loop timer
+for the earliest), so a million armed actors cost a list slot each, not an event-loop handle each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -24,6 +29,8 @@ log = logging.getLogger(__name__)
 
 class Actor:
     """Base of logical actors. Subclasses override what they need."""
+
+    __slots__ = ()  # a subclass with __slots__ of its own then has no __dict__
 
     async def activate(self) -> None:
         """Load state; called before the first message after creation or restart."""
@@ -68,7 +75,10 @@ class HostStopped(ActorError):
 
 
 class _Cell:
-    __slots__ = ("actor", "last_used", "mailbox", "room", "worker")
+    """An address's place in the host. Idle, it holds the actor and a time only: the mailbox, the
+    worker task and the room event exist while there is mail."""
+
+    __slots__ = ("actor", "last_used", "mailbox", "room", "timer_bucket", "timer_message", "worker")
 
     def __init__(self) -> None:
         self.actor: Actor | None = None
@@ -76,16 +86,26 @@ class _Cell:
         self.worker: asyncio.Task[None] | None = None
         self.room: asyncio.Event | None = None
         self.last_used = time.monotonic()
+        self.timer_bucket: list[Address] | None = None
+        """The wheel bucket holding the actor's pending timer; None when it has none."""
+        self.timer_message: Any = None
 
 
 class ActorHost:
     def __init__(self, factories: Mapping[str, ActorFactory], *, env: Any = None, mailbox_size: int = 1000,
-                 idle_timeout_s: float = 600.0) -> None:
+                 idle_timeout_s: float = 600.0, timer_resolution_s: float = 1.0) -> None:
         self._factories = dict(factories)
         self.env = env
         self._cells: dict[Address, _Cell] = {}
         self.mailbox_size = mailbox_size
         self.idle_timeout_s = idle_timeout_s
+        self.timer_resolution_s = timer_resolution_s
+        self._wheel: dict[int, list[Address]] = {}
+        """Tick (loop time / resolution, rounded up) -> the bucket of addresses whose timer is due
+        then; an address whose cell no longer holds that bucket was re-armed, cancelled or
+        passivated, and is skipped."""
+        self._wheel_handle: asyncio.TimerHandle | None = None
+        self._wheel_tick: int | None = None
         self._stopped = False
         self.restarts = 0
         self.processed = 0
@@ -120,6 +140,9 @@ class ActorHost:
             await cell.room.wait()
             if self._stopped:
                 raise HostStopped(f"the actor host stopped while {address} was full")
+        self._put(address, cell, message, future)
+
+    def _put(self, address: Address, cell: _Cell, message: Any, future: asyncio.Future[Any] | None) -> None:
         if cell.mailbox is None:
             cell.mailbox = deque()
         cell.mailbox.append((message, future))
@@ -182,6 +205,57 @@ class ActorHost:
         if cell.room is not None:
             cell.room.set()
 
+    # --- timers -----------------------------------------------------------------------------
+    def set_timer(self, address: Address, message: Any, delay_s: float) -> None:
+        """Tell the actor at ``address`` ``message`` once ``delay_s`` has passed (late by at most
+        ``timer_resolution_s``, never early). An actor has at most one timer: this replaces the
+        pending one. A timer lives while its actor is in memory; passivation cancels it."""
+        cell = self._cells.get(address)
+        if cell is None:
+            raise ActorError(f"{address} is not in memory here; only an actor in memory sets a timer")
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + max(0.0, delay_s)) / self.timer_resolution_s)
+        bucket = self._wheel.get(tick)
+        if bucket is None:
+            bucket = self._wheel[tick] = []
+        bucket.append(address)
+        cell.timer_bucket, cell.timer_message = bucket, message
+        if self._wheel_tick is None or tick < self._wheel_tick:
+            self._arm_wheel(loop, tick)
+
+    def cancel_timer(self, address: Address) -> None:
+        """Drop the pending timer of ``address``, if it has one (its wheel slot is skipped)."""
+        cell = self._cells.get(address)
+        if cell is not None:
+            cell.timer_bucket = cell.timer_message = None
+
+    def _arm_wheel(self, loop: asyncio.AbstractEventLoop, tick: int) -> None:
+        if self._wheel_handle is not None:
+            self._wheel_handle.cancel()
+        self._wheel_tick = tick
+        self._wheel_handle = loop.call_at(tick * self.timer_resolution_s, self._turn_wheel, loop)
+
+    def _turn_wheel(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Tell every actor whose timer is due its message; re-arm for the next bucket."""
+        self._wheel_handle = self._wheel_tick = None
+        if self._stopped:
+            return
+        now = math.floor(loop.time() / self.timer_resolution_s + 1e-6)  # call_at may run a hair early
+        for tick in sorted(t for t in self._wheel if t <= now):
+            bucket = self._wheel.pop(tick)
+            for address in bucket:
+                cell = self._cells.get(address)
+                if cell is None or cell.timer_bucket is not bucket:
+                    continue
+                message, cell.timer_bucket, cell.timer_message = cell.timer_message, None, None
+                if cell.mailbox is not None and len(cell.mailbox) >= self.mailbox_size:
+                    task = loop.create_task(self.tell(address, message))  # waits for room like any sender
+                    task.add_done_callback(_log_timer_failure)
+                else:
+                    self._put(address, cell, message, None)
+        if self._wheel:
+            self._arm_wheel(loop, min(self._wheel))
+
     # --- lifecycle --------------------------------------------------------------------------
     async def passivate_idle(self, now: float | None = None) -> int:
         """Drop actors idle for longer than ``idle_timeout_s``; return how many."""
@@ -205,6 +279,9 @@ class ActorHost:
         if workers:
             await asyncio.gather(*workers, return_exceptions=True)
         self._stopped = True
+        if self._wheel_handle is not None:
+            self._wheel_handle.cancel()
+        self._wheel.clear()
         for address, cell in list(self._cells.items()):
             self._fail_mailbox(cell, HostStopped(f"the actor host stopped before {address} ran"))
             if cell.actor is not None:
@@ -221,6 +298,11 @@ class ActorHost:
     @property
     def active_count(self) -> int:
         return len(self._cells)
+
+
+def _log_timer_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a timer message was not delivered: %r", task.exception())
 
 
 def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any] | None) -> None:

@@ -81,10 +81,17 @@ class Router:
         """Deliver and wait for the actor's answer (bound the wait with ``asyncio.timeout``)."""
         return await (await self._submit(Envelope(address, message, ask=True)))
 
-    async def _submit(self, envelope: Envelope) -> asyncio.Future[Any]:
+    async def broadcast(self, address: Address, message: Any) -> list[Any]:
+        """Ask the actor of ``address`` on every shard (per-shard actors); answers in shard order."""
+        futures = [await self._submit(Envelope(address, message, ask=True, local=True), shard)
+                   for shard in range(len(self.clients))]
+        return list(await asyncio.gather(*futures))
+
+    async def _submit(self, envelope: Envelope, shard: int | None = None) -> asyncio.Future[Any]:
         if self._closed:
             raise ActorError("the router is closed")
-        shard = self.table.shard_of(envelope.address)
+        if shard is None:
+            shard = self.table.shard_of(envelope.address)
         lane = self._lanes.get(shard)
         if lane is None:
             lane = self._lanes[shard] = _Lane()

@@ -52,7 +52,7 @@ class ShardCore:
             return [Reply(error=f"WrongShard: {error}") for _ in batch.envelopes]
         pending: list[asyncio.Future[Any] | Reply] = []
         for envelope in batch.envelopes:
-            if self.table.shard_of(envelope.address) != self.index:
+            if not envelope.local and self.table.shard_of(envelope.address) != self.index:
                 pending.append(Reply(error=f"WrongShard: {envelope.address} is not on shard {self.index}"))
                 continue
             try:

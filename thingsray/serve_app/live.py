@@ -21,6 +21,7 @@ from thingsray.actors.messages import (
     SaveTimeseries,
     ToDeviceRpc,
 )
+from thingsray.actors.tenant import TENANT, GetUsage, ProfileChanged
 from thingsray.kv import Value
 from thingsray.runtime import Address, Router
 from thingsray.storage.entities import now_ms
@@ -57,6 +58,19 @@ class LiveData:
     async def device_changed(self, device_id: uuid.UUID, kind: str) -> None:
         """Tell the live device actor its entity changed ("UPDATED", "DELETED", "CREDENTIALS_UPDATED")."""
         await self.router.tell(Address(DEVICE, str(device_id)), DeviceChanged(kind))
+
+    async def profile_changed(self, tenant_id: uuid.UUID, profile_id: uuid.UUID) -> None:
+        """Every shard's view of the tenant forgets the profile; the next message loads it anew."""
+        await self.router.broadcast(Address(TENANT, str(tenant_id)), ProfileChanged(profile_id))
+
+    async def tenant_usage(self, tenant_id: uuid.UUID) -> dict[str, int]:
+        """What the tenant's devices sent, summed over every shard since the shards started."""
+        totals: dict[str, int] = {}
+        for part in await self.router.broadcast(Address(TENANT, str(tenant_id)), GetUsage()):
+            for key, value in part.items():
+                if isinstance(value, int) and key != "shard":
+                    totals[key] = totals.get(key, 0) + value
+        return totals
 
     async def device_state(self, device_id: uuid.UUID) -> dict[str, Any]:
         state: dict[str, Any] = await self.router.ask(Address(DEVICE, str(device_id)), GetDeviceState())

@@ -13,9 +13,10 @@ from thingsray.serve_app.routers import (
     rpc,
     telemetry,
     tenants,
+    usage,
     users,
 )
 
 ALL = (auth.router, tenants.router, customers.router, users.router, device_profiles.router, devices.router,
        assets.router, dashboards.router, entity_views.router, relations.router, audit_logs.router,
-       telemetry.router, rpc.router)
+       telemetry.router, rpc.router, usage.router)

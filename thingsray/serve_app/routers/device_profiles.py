@@ -6,6 +6,7 @@ customer users read the short ``DeviceProfileInfo`` of their tenant's profiles.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,7 @@ from thingsray.serve_app.services import Services
 from thingsray.storage import tables
 from thingsray.storage.entities import DuplicateEntity, PageQuery
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["device-profile"])
 ProfilePage = Annotated[PageQuery, Depends(page_params(tables.DEVICE_PROFILE.sort_columns))]
 
@@ -173,7 +175,19 @@ async def save_device_profile(body: DeviceProfileIn, principal: PrincipalDep,
             # a device's type is its profile's name
             await conn.execute("UPDATE device SET type = $2 WHERE device_profile_id = $1", profile_id,
                                saved["name"])
+    if existing is not None:
+        await _tell_shards(services, tenant_id, profile_id)
     return saved
+
+
+async def _tell_shards(services: Services, tenant_id: uuid.UUID, profile_id: uuid.UUID) -> None:
+    """Device actors see a changed profile from their next message on."""
+    if services.live is None:
+        return
+    try:
+        await services.live.profile_changed(tenant_id, profile_id)
+    except Exception:
+        log.exception("the shards did not hear that device profile %s changed", profile_id)
 
 
 @router.delete("/api/deviceProfile/{deviceProfileId}", summary="Delete a device profile no device uses")
@@ -186,6 +200,7 @@ async def delete_device_profile(deviceProfileId: str, principal: PrincipalDep, s
     if await services.db.fetchval("SELECT 1 FROM device WHERE device_profile_id = $1 LIMIT 1", profile_id):
         raise BadRequest("The device profile referenced by the devices cannot be deleted!")
     await crud.delete(services, principal, tables.DEVICE_PROFILE, Resource.DEVICE_PROFILE, profile_id)
+    await _tell_shards(services, tenant_scope(principal), profile_id)
 
 
 @router.post("/api/deviceProfile/{deviceProfileId}/default", summary="Make a device profile the tenant's default")

@@ -32,7 +32,8 @@ class MqttServer:
         """Listen; return the bound port (useful with port 0)."""
         self._server = await asyncio.start_server(
             self._on_connection, self.host, self.port, reuse_port=hasattr(socket, "SO_REUSEPORT"),
-            ssl=self.ssl_context, limit=self.options.max_packet_size * 2, backlog=4096)
+            ssl=self.ssl_context, limit=self.options.max_packet_size * 2, backlog=4096,
+            ssl_handshake_timeout=self.options.connect_timeout_s if self.ssl_context else None)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

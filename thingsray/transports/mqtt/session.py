@@ -36,6 +36,7 @@ from thingsray.transports.mqtt.codec import (
     Subscribe,
     Unsubscribe,
 )
+from thingsray.transports.mqtt.tls import peer_certificate_pem
 from thingsray.transports.payloads import (
     PayloadError,
     loads,
@@ -61,6 +62,8 @@ class MqttOptions:
     max_packet_size: int = 65536 + 4096
     max_payload_size: int = 65536
     rpc_ack_timeout_s: float = 10.0
+    max_inflight: int = 100
+    """Publishes of one session in processing at once; past it the session stops reading."""
 
 
 class State(enum.Enum):
@@ -87,6 +90,8 @@ class MqttSession:
         self.state = State.CONNECTING
         self.level = codec.MQTT_311
         self.device: DeviceIdentity | None = None
+        self.peer_certificate_pem = peer_certificate_pem(writer)
+        """The client certificate of a TLS connection, verified against the CA (X.509 devices)."""
         self._session_id = f"mqtt-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         self._decoder = Decoder(options.max_packet_size)
         self._write_lock = asyncio.Lock()
@@ -98,6 +103,9 @@ class MqttSession:
         self._pending: list[codec.Packet] = []
         self._registered = False
         """The platform knows this session (connect succeeded): it must hear of its end."""
+        self._inflight: asyncio.Queue[tuple[Publish, asyncio.Future[Reason | None]]] = asyncio.Queue(
+            maxsize=options.max_inflight)
+        self._acker: asyncio.Task[None] | None = None
 
     @property
     def session_id(self) -> str:
@@ -181,6 +189,7 @@ class MqttSession:
         return True
 
     async def _serve(self) -> None:
+        self._acker = asyncio.get_running_loop().create_task(self._acknowledge())
         for packet in self._pending:
             await self._handle(packet)
         self._pending = []
@@ -201,6 +210,8 @@ class MqttSession:
 
     async def _finish(self) -> None:
         self.state = State.CLOSED
+        if self._acker is not None:
+            self._acker.cancel()  # what is in flight still reaches the platform; its acks cannot leave
         for future in self._awaiting_ack.values():
             if not future.done():
                 future.cancel()
@@ -241,16 +252,41 @@ class MqttSession:
                 raise MalformedPacket("enhanced authentication is not supported", Reason.PROTOCOL_ERROR)
 
     async def _publish(self, packet: Publish) -> None:
+        """Start processing now, in arrival order; ``_acknowledge`` answers in the same order.
+
+        Publishes of a session are pipelined: each goes to the platform as it arrives (the platform
+        keeps their order per device), and PUBACKs leave in order as they complete. The window is
+        ``max_inflight``; when it is full the session stops reading its socket."""
         assert self.device is not None
         if packet.qos == 2 and self.level == MQTT_5:
             raise MalformedPacket("QoS 2 is not supported", Reason.QOS_NOT_SUPPORTED)
-        reason = await self._process(packet)
-        if reason is not None and self.level != MQTT_5:
-            raise SessionClosed(f"refused a publish to {packet.topic}")  # 3.1.1 has no negative PUBACK
-        if packet.qos == 1:
-            await self._write(codec.ack(self.level, PacketType.PUBACK, packet.packet_id or 0, int(reason or 0)))
-        elif packet.qos == 2:
-            await self._write(codec.ack(self.level, PacketType.PUBREC, packet.packet_id or 0))
+        processing = asyncio.ensure_future(self._process(packet))
+        await self._inflight.put((packet, processing))
+
+    async def _acknowledge(self) -> None:
+        try:
+            while True:
+                packet, processing = await self._inflight.get()
+                try:
+                    reason = await processing
+                except Exception:
+                    log.exception("session %s: the platform failed a publish to %s", self._session_id,
+                                  packet.topic)
+                    reason = Reason.IMPLEMENTATION_SPECIFIC_ERROR if self.level == MQTT_5 else Reason.UNSPECIFIED_ERROR
+                    if self.level != MQTT_5:
+                        raise SessionClosed("the platform failed a publish") from None
+                if reason is not None and self.level != MQTT_5:
+                    raise SessionClosed(f"refused a publish to {packet.topic}")  # 3.1.1 has no negative PUBACK
+                if packet.qos == 1:
+                    self.writer.write(codec.ack(self.level, PacketType.PUBACK, packet.packet_id or 0,
+                                                int(reason or 0)))
+                elif packet.qos == 2:
+                    self.writer.write(codec.ack(self.level, PacketType.PUBREC, packet.packet_id or 0))
+                if self._inflight.empty():
+                    await self.writer.drain()  # one flush for every ack that was ready
+        except (SessionClosed, ConnectionError):
+            self.state = State.CLOSED
+            self.writer.close()
 
     async def _process(self, packet: Publish) -> Reason | None:
         """Hand a publish to the platform; a reason code when it was refused."""

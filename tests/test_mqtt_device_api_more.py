@@ -1,0 +1,95 @@
+"""More of the MQTT device API against the running platform: MQTT_BASIC credentials, the
+mosquitto_pub line of the README, keep-alive, and the layering rule of transports."""
+
+from __future__ import annotations
+
+import ast
+import json
+import pathlib
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.conftest import unique
+from tests.test_mqtt_device_api import WAIT, eventually, timeseries
+from thingsray.transports.mqtt import codec
+
+
+def connack(port: int, client_id: str, username: str | None, password: str | None) -> Any:
+    results: list[Any] = []
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    if username is not None:
+        c.username_pw_set(username, password)
+    c.on_connect = lambda _c, _u, _f, reason, _p: results.append(reason)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    eventually(lambda: results, "CONNACK")
+    c.loop_stop()
+    c.disconnect()
+    return results[0]
+
+
+def test_mqtt_basic_credentials(platform, mqtt_port, tenant):
+    client_id, user, password = f"cid-{uuid.uuid4().hex[:8]}", f"user-{uuid.uuid4().hex[:8]}", "s3cret-pw"
+    body = {"device": {"name": unique("basic device")},
+            "credentials": {"credentialsType": "MQTT_BASIC", "credentialsValue": json.dumps(
+                {"clientId": client_id, "userName": user, "password": password})}}
+    created = tenant.post("/api/device-with-credentials", json=body)
+    assert created.status_code == 200, created.text
+    device_id = created.json()["id"]["id"]
+    assert connack(mqtt_port, client_id, user, "wrong") == "Bad user name or password"
+    # another client id does not match the credentials; with a password given, ThingsBoard says so
+    assert connack(mqtt_port, "other-client", user, password) == "Bad user name or password"
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.username_pw_set(user, password)
+    c.connect("127.0.0.1", mqtt_port)
+    c.loop_start()
+    c.publish("v1/devices/me/telemetry", '{"basic":1}', qos=1).wait_for_publish(WAIT)
+    c.disconnect()
+    c.loop_stop()
+    assert "basic" in timeseries(platform, device_id)
+
+
+def test_the_readme_mosquitto_pub_line(platform, mqtt_port, tenant):
+    binary = shutil.which("mosquitto_pub")
+    if binary is None:
+        pytest.skip("mosquitto_pub is not installed (Debian package mosquitto-clients)")
+    token = f"PUB-{uuid.uuid4().hex[:10]}"
+    created = tenant.post("/api/device", params={"accessToken": token}, json={"name": unique("pub device")})
+    device_id = created.json()["id"]["id"]
+    done = subprocess.run([binary, "-h", "127.0.0.1", "-p", str(mqtt_port), "-u", token, "-q", "1",
+                           "-t", "v1/devices/me/telemetry", "-m", '{"temperature":25}'],
+                          capture_output=True, timeout=WAIT)
+    assert done.returncode == 0, done.stderr
+    assert timeseries(platform, device_id)["temperature"][0][1] == "25"
+
+
+def test_a_silent_session_is_closed_after_one_and_a_half_keep_alives(platform, mqtt_port):
+    with socket.create_connection(("127.0.0.1", mqtt_port), timeout=WAIT) as s:
+        s.sendall(codec.connect_packet("silent", username="A1_TEST_TOKEN", keep_alive=1))
+        assert s.recv(4) == b"\x20\x02\x00\x00"
+        started = time.monotonic()
+        assert s.recv(16) == b""  # closed by the server, not by our timeout
+        assert time.monotonic() - started < WAIT
+
+
+def test_transports_import_neither_ray_nor_actors():
+    root = pathlib.Path(__file__).resolve().parent.parent / "thingsray" / "transports"
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(("ray", "thingsray.actors", "thingsray.runtime")), (
+                    f"{path.name} imports {name}: transports talk to the platform through TransportService")
