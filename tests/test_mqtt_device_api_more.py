@@ -93,3 +93,34 @@ def test_transports_import_neither_ray_nor_actors():
             for name in names:
                 assert not name.startswith(("ray", "thingsray.actors", "thingsray.runtime")), (
                     f"{path.name} imports {name}: transports talk to the platform through TransportService")
+
+
+def test_a_transport_process_that_dies_comes_back_on_the_same_port(platform, mqtt_port, tenant):
+    import ray
+
+    from thingsray.platform import mqtt_transport_name
+
+    token = f"REV-{uuid.uuid4().hex[:10]}"
+    created = tenant.post("/api/device", params={"accessToken": token}, json={"name": unique("revive")})
+    device_id = created.json()["id"]["id"]
+    transport = ray.get_actor(mqtt_transport_name(0))
+    ray.kill(transport, no_restart=False)  # the process dies; Ray restarts the actor, not its listener
+
+    def listening() -> bool:
+        platform.supervise()
+        try:  # a raw CONNECT with a short timeout: the dying process may still accept and never answer
+            with socket.create_connection(("127.0.0.1", mqtt_port), timeout=2) as s:
+                s.sendall(codec.connect_packet("probe", username=token))
+                return s.recv(4) == b"\x20\x02\x00\x00"
+        except OSError:
+            return False
+
+    eventually(listening, "the MQTT listener back")
+    c = paho.Client(CallbackAPIVersion.VERSION2)
+    c.username_pw_set(token)
+    c.connect("127.0.0.1", mqtt_port)
+    c.loop_start()
+    c.publish("v1/devices/me/telemetry", '{"revived":1}', qos=1).wait_for_publish(WAIT)
+    c.disconnect()
+    c.loop_stop()
+    assert "revived" in timeseries(platform, device_id)

@@ -102,7 +102,7 @@ def cmd_up(settings: Settings) -> int:
             _say(line)
         _say("ready; Ctrl-C stops")
         while not stop.wait(1.0):
-            pass
+            platform.supervise()
         _say(f"stopping ({signal.Signals(received[0]).name})")
     finally:
         platform.stop()

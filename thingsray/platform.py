@@ -184,6 +184,25 @@ class Platform:
         if self.mqtt_tls_port is not None:
             self.progress(f"mqtt: TLS listening on {self.settings.host}:{self.mqtt_tls_port}")
 
+    def supervise(self) -> int:
+        """Bring back the listeners of transport processes Ray restarted; return how many transports
+        are listening.
+
+        Ray restarts a dead transport actor but only runs its constructor; ``start`` is ours to
+        call. ``thingsray up`` calls this every second."""
+        import ray
+
+        revived = 0
+        for handle in self._transports:
+            try:
+                ready = handle.start.remote()
+                ray.get(ready, timeout=30)
+            except Exception as exc:
+                log.warning("a transport process is not back yet: %r", exc)
+                continue
+            revived += 1
+        return revived
+
     def _start_serve(self) -> None:
         from ray import serve
 

@@ -38,7 +38,11 @@ class MqttTransportActor:
         self._sessions: dict[str, MqttSession] = {}
 
     async def start(self) -> tuple[int, int | None]:
-        """The bound plain port, and the TLS port (None without a certificate)."""
+        """Listen (once: later calls answer the same ports); the bound plain port, and the TLS
+        port (None without a certificate). The platform calls it again after Ray restarts a
+        transport process that died, which brings its listeners back."""
+        if self.server is not None:
+            return self.port, self.tls_port
         redis = None
         if self.redis_url:
             import redis.asyncio as aioredis
