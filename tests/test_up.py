@@ -304,6 +304,21 @@ def test_address_without_a_database_url_stops_before_starting_anything(tmp_path:
     assert not (tmp_path / "data").exists()
 
 
+def test_a_port_in_use_stops_up_before_starting_anything(tmp_path: Path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "thingsray", "up", "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1",
+             "--http-port", str(free_port()), "--mqtt-port", str(taken)],
+            cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"port {taken} (--mqtt-port" in result.stdout + result.stderr
+    assert "ray:" not in result.stdout and "database:" not in result.stdout
+    assert not (tmp_path / "data").exists()
+
+
 def test_demo_on_every_interface_prints_the_password_warning():
     exposed = banner(Settings(host="0.0.0.0", demo=True), "http://127.0.0.1:8080")
     assert any(line.startswith("WARNING: demo passwords are active") and "0.0.0.0" in line for line in exposed)

@@ -44,6 +44,19 @@ def use_loopback_ray() -> None:
         constants.ENABLE_RAY_CLUSTER = False
 
 
+def port_is_free(host: str, port: int) -> bool:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are no conflict
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def mqtt_transport_name(index: int) -> str:
     """The Ray actor name of an MQTT transport; device actors push to sessions through it."""
     return f"thingsray-mqtt-{index}"
@@ -73,6 +86,7 @@ class Platform:
     # --- start ------------------------------------------------------------------------------
     def start(self) -> None:
         self._check_tls()
+        self._check_ports()
         try:
             self._start_database()
             asyncio.run(self._prepare_database())
@@ -89,6 +103,18 @@ class Platform:
         self._tls = TlsFiles.from_settings(self.settings)
         if self._tls is not None:
             server_context(self._tls)
+
+    def _check_ports(self) -> None:
+        """Refuse, before starting anything, public ports another program already listens on."""
+        wanted = [("http_port", "--http-port"), ("mqtt_port", "--mqtt-port")]
+        if self._tls is not None:
+            wanted.append(("mqtt_tls_port", "--mqtt-tls-port"))
+        for name, flag in wanted:
+            port = getattr(self.settings, name)
+            if port and not port_is_free(self.settings.host, port):
+                raise ConfigError(
+                    f"port {port} ({flag}, THINGSRAY_{name.upper()}) on {self.settings.host} is already in use by "
+                    f"another program: stop it or choose another port with {flag}")
 
     def _start_database(self) -> None:
         if self.settings.database_url:
