@@ -1,4 +1,4 @@
-"""The MQTT load generator of bench/ against a private Mosquitto: what it counts is what happened."""
+"""The MQTT load generator (thingsray.benchmarks) against a private Mosquitto: what it counts is what happened."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.mqtt_ingest import Consumer, find_mosquitto, mosquitto
-from bench.mqtt_load import Histogram, LoadRefused, LoadSpec, bucket_of, bucket_value, check_spec, run_load
+from thingsray.benchmarks.ingest import Consumer, find_mosquitto, mosquitto
+from thingsray.benchmarks.load import Histogram, LoadRefused, LoadSpec, bucket_of, bucket_value, check_spec, run_load
 
 MOSQUITTO = find_mosquitto()
 needs_mosquitto = pytest.mark.skipif(

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run the platform in the foreground until Ctrl-C or SIGTERM")
     _add_platform_flags(up)
+    bench = commands.add_parser("bench", help="run the performance scenarios on a platform of its own and print "
+                                "every figure beside its baseline")
+    from thingsray.benchmarks.command import add_arguments
+
+    add_arguments(bench)
     return parser
 
 
@@ -113,6 +118,10 @@ def cmd_up(settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        from thingsray.benchmarks.command import run
+
+        return run(args)
     try:
         settings = settings_from(args)
     except ConfigError as exc:

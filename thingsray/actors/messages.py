@@ -57,6 +57,17 @@ class PostTelemetry:
     groups: tuple[TelemetryGroup, ...]
     identity: DeviceIdentity | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the hottest message: flat tuples pickle without dataclasses.fields per object
+        return _post_telemetry, (self.msg_id.int, self.received_ts, [(g.ts, g.values) for g in self.groups],
+                                 self.identity)
+
+
+def _post_telemetry(msg_id: int, received_ts: int, groups: list[tuple[int | None, dict[str, Value]]],
+                    identity: DeviceIdentity | None) -> PostTelemetry:
+    return PostTelemetry(uuid.UUID(int=msg_id), received_ts,
+                         tuple([TelemetryGroup(ts, values) for ts, values in groups]), identity)
+
 
 @dataclass(frozen=True, slots=True)
 class PostAttributes:

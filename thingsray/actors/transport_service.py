@@ -3,6 +3,7 @@ messages to the device's actor through the router."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -22,7 +23,7 @@ from thingsray.actors.messages import (
     SubscriptionChanged,
 )
 from thingsray.kv import Value
-from thingsray.runtime import Router
+from thingsray.runtime import Address, Router
 from thingsray.storage import Database
 from thingsray.storage.credentials import CredentialStore, CredentialsType, DeviceAuth, sha3_hex
 from thingsray.storage.entities import now_ms
@@ -42,6 +43,14 @@ class PlatformTransportService:
         self.credentials = credentials
         self.db = db
         self.limits = limits or SessionLimits()
+        self._addresses: dict[uuid.UUID, Address] = {}
+        """The actor address of each connected device (formatting one per message showed in profiles)."""
+
+    def _address(self, device: DeviceIdentity) -> Address:
+        address = self._addresses.get(device.device_id)
+        if address is None:
+            address = self._addresses[device.device_id] = device_address(device.device_id)
+        return address
 
     # --- authentication (spec 1.1) -------------------------------------------------------------
     async def authenticate_token(self, token: str) -> DeviceIdentity:
@@ -98,6 +107,7 @@ class PlatformTransportService:
         await self.router.ask(device_address(device.device_id), SessionOpened(self._ref(sink), device, now_ms()))
 
     async def disconnect(self, device: DeviceIdentity, sink: SessionSink) -> None:
+        self._addresses.pop(device.device_id, None)
         await self.router.tell(device_address(device.device_id), SessionClosed(self._ref(sink), now_ms()))
 
     async def subscribe(self, device: DeviceIdentity, sink: SessionSink, *, attributes: bool | None = None,
@@ -108,11 +118,17 @@ class PlatformTransportService:
     # --- uplink ---------------------------------------------------------------------------------
     async def post_telemetry(self, device: DeviceIdentity, groups: list[TelemetryGroup], msg_id: uuid.UUID,
                              received_ts: int) -> None:
-        await self.router.ask(device_address(device.device_id), PostTelemetry(msg_id, received_ts, tuple(groups)))
+        await self.router.ask(self._address(device), PostTelemetry(msg_id, received_ts, tuple(groups)))
+
+    def post_telemetry_nowait(self, device: DeviceIdentity, groups: list[TelemetryGroup], msg_id: uuid.UUID,
+                              received_ts: int) -> asyncio.Future[Any] | None:
+        """``post_telemetry`` without a task per message: the future of the commit, or None when
+        the router is full (then ``post_telemetry``, which waits for room)."""
+        return self.router.ask_nowait(self._address(device), PostTelemetry(msg_id, received_ts, tuple(groups)))
 
     async def post_attributes(self, device: DeviceIdentity, values: dict[str, Value], msg_id: uuid.UUID,
                               received_ts: int) -> None:
-        await self.router.ask(device_address(device.device_id), PostAttributes(msg_id, received_ts, values))
+        await self.router.ask(self._address(device), PostAttributes(msg_id, received_ts, values))
 
     async def get_attributes(self, device: DeviceIdentity, request: AttributeRequest) -> dict[str, dict[str, Any]]:
         answer: dict[str, dict[str, Any]] = await self.router.ask(

@@ -49,6 +49,10 @@ class RouterOptions:
     """Attempts per batch while its shard is down (restarts take a few seconds)."""
 
 
+_SHARD_CACHE = 100_000
+"""Addresses whose shard a router remembers (then it starts over)."""
+
+
 class _Lane:
     __slots__ = ("items", "room", "sender", "wakeup")
 
@@ -62,12 +66,31 @@ class _Lane:
 class Router:
     def __init__(self, table: PartitionTable, clients: Sequence[ShardClient],
                  options: RouterOptions | None = None) -> None:
-        self.table = table
+        self._table = table
+        self._shards: dict[Address, int] = {}
+        """shard_of per address (a hash per message otherwise), for the table above."""
         self.clients = list(clients)
         self.options = options or RouterOptions()
         self._lanes: dict[int, _Lane] = {}
         self.retried_batches = 0
         self._closed = False
+
+    @property
+    def table(self) -> PartitionTable:
+        return self._table
+
+    @table.setter
+    def table(self, table: PartitionTable) -> None:
+        self._table = table
+        self._shards = {}
+
+    def _shard_of(self, address: Address) -> int:
+        shard = self._shards.get(address)
+        if shard is None:
+            if len(self._shards) >= _SHARD_CACHE:
+                self._shards.clear()
+            shard = self._shards[address] = self._table.shard_of(address)
+        return shard
 
     async def tell(self, address: Address, message: Any) -> None:
         """Deliver without an answer; returns once the owning shard has queued it."""
@@ -81,6 +104,17 @@ class Router:
         """Deliver and wait for the actor's answer (bound the wait with ``asyncio.timeout``)."""
         return await (await self._submit(Envelope(address, message, ask=True)))
 
+    def ask_nowait(self, address: Address, message: Any) -> asyncio.Future[Any] | None:
+        """``ask`` without a coroutine: the future of the answer, or None when the shard's queue is
+        full (then ``ask``, which waits for room)."""
+        if self._closed:
+            raise ActorError("the router is closed")
+        shard = self._shard_of(address)
+        lane = self._lanes.get(shard)
+        if lane is not None and len(lane.items) >= self.options.max_pending:
+            return None
+        return self._append(shard, lane, Envelope(address, message, ask=True))
+
     async def broadcast(self, address: Address, message: Any) -> list[Any]:
         """Ask the actor of ``address`` on every shard (per-shard actors); answers in shard order."""
         futures = [await self._submit(Envelope(address, message, ask=True, local=True), shard)
@@ -91,13 +125,17 @@ class Router:
         if self._closed:
             raise ActorError("the router is closed")
         if shard is None:
-            shard = self.table.shard_of(envelope.address)
+            shard = self._shard_of(envelope.address)
         lane = self._lanes.get(shard)
+        if lane is not None:
+            while len(lane.items) >= self.options.max_pending:
+                lane.room.clear()
+                await lane.room.wait()
+        return self._append(shard, lane, envelope)
+
+    def _append(self, shard: int, lane: _Lane | None, envelope: Envelope) -> asyncio.Future[Any]:
         if lane is None:
             lane = self._lanes[shard] = _Lane()
-        while len(lane.items) >= self.options.max_pending:
-            lane.room.clear()
-            await lane.room.wait()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         lane.items.append((envelope, future))
         lane.wakeup.set()

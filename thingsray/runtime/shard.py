@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from thingsray.runtime.address import PartitionTable
-from thingsray.runtime.envelope import Batch, Reply
+from thingsray.runtime.envelope import Batch, Replies, Reply
 from thingsray.runtime.host import ActorError, ActorFactory, ActorHost
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class ShardCore:
         self.start()
         if batch.epoch != self.table.epoch:
             error = f"partition table epoch {batch.epoch} is not this shard's ({self.table.epoch})"
-            return [Reply(error=f"WrongShard: {error}") for _ in batch.envelopes]
+            return Replies(Reply(error=f"WrongShard: {error}") for _ in batch.envelopes)
         pending: list[asyncio.Future[Any] | Reply] = []
         for envelope in batch.envelopes:
             if not envelope.local and self.table.shard_of(envelope.address) != self.index:
@@ -61,7 +61,7 @@ class ShardCore:
                 pending.append(Reply(error=str(exc)))
                 continue
             pending.append(future if future is not None else Reply())
-        replies: list[Reply] = []
+        replies = Replies()
         for item in pending:
             if isinstance(item, Reply):
                 replies.append(item)

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from thingsray.kv import JsonValue, Value, to_json_value
 
 __all__ = ["AttributeRequest", "JsonValue", "PayloadError", "TelemetryGroup", "Value", "attribute_request_from_query",
@@ -21,6 +23,8 @@ __all__ = ["AttributeRequest", "JsonValue", "PayloadError", "TelemetryGroup", "V
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
 
 
 class PayloadError(ValueError):
@@ -34,6 +38,9 @@ class TelemetryGroup:
     ts: int | None
     values: dict[str, Value]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return TelemetryGroup, (self.ts, self.values)
+
 
 @dataclass(frozen=True, slots=True)
 class AttributeRequest:
@@ -43,6 +50,15 @@ class AttributeRequest:
 
 
 def loads(payload: bytes | str) -> Any:
+    """orjson (ten times faster) unless the payload has a run of 19+ digits: orjson turns integers
+    beyond 64 bits into floats, and ThingsBoard refuses them; those payloads, and whatever orjson
+    refuses, go to the standard parser, so what is accepted, and how, stays the standard one's."""
+    long_digits = _LONG_DIGITS_TEXT if isinstance(payload, str) else _LONG_DIGITS
+    if not long_digits.search(payload):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -66,6 +66,25 @@ class MqttOptions:
     """Publishes of one session in processing at once; past it the session stops reading."""
 
 
+_MSG_ID_BASE = uuid.uuid4().int & ~((1 << 64) - 1)
+_msg_counter = itertools.count(1)
+
+
+def _msg_id() -> uuid.UUID:
+    """A message id unique to this process's life: a random 64-bit prefix and a counter (no
+    entropy read per message). Ids tell repeats apart; stored rows are keyed by timestamps."""
+    return uuid.UUID(int=_MSG_ID_BASE | next(_msg_counter))
+
+
+_TELEMETRY_TOPICS = frozenset(("v1/devices/me/telemetry", "v2/t"))
+
+
+def _answered(reason: Reason | None) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(reason)
+    return future
+
+
 class State(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -106,6 +125,8 @@ class MqttSession:
         self._inflight: asyncio.Queue[tuple[Publish, asyncio.Future[Reason | None]]] = asyncio.Queue(
             maxsize=options.max_inflight)
         self._acker: asyncio.Task[None] | None = None
+        self._tasks = 0
+        """Publishes on the general path (``_process`` tasks) not finished yet."""
 
     @property
     def session_id(self) -> str:
@@ -260,15 +281,56 @@ class MqttSession:
         assert self.device is not None
         if packet.qos == 2 and self.level == MQTT_5:
             raise MalformedPacket("QoS 2 is not supported", Reason.QOS_NOT_SUPPORTED)
-        processing = asyncio.ensure_future(self._process(packet))
+        processing = None
+        if packet.topic in _TELEMETRY_TOPICS and not self._tasks:
+            processing = self._telemetry_nowait(packet)
+        if processing is None:
+            # while a task has not finished, later publishes take tasks too: tasks reach the
+            # platform in the order they were made, and the fast path must not overtake them
+            processing = asyncio.ensure_future(self._process(packet))
+            self._tasks += 1
+            processing.add_done_callback(self._task_done)
         await self._inflight.put((packet, processing))
 
+    def _task_done(self, _: asyncio.Future[Any]) -> None:
+        self._tasks -= 1
+
+    def _telemetry_nowait(self, packet: Publish) -> asyncio.Future[Any] | None:
+        """The hot path without a task: parse, hand to the platform, and the future of the commit
+        (answered with None, or a refusal's reason). None: take the general path (``_process``)."""
+        submit = getattr(self.service, "post_telemetry_nowait", None)
+        if submit is None or len(packet.payload) > self.options.max_payload_size:
+            return None
+        received = int(time.time() * 1000)
+        try:
+            groups = parse_telemetry(packet.payload)
+        except PayloadError as exc:
+            log.debug("session %s: bad payload on %s: %s", self._session_id, packet.topic, exc)
+            return _answered(Reason.PAYLOAD_FORMAT_INVALID)
+        if not groups:
+            return _answered(None)
+        assert self.device is not None
+        try:
+            future: asyncio.Future[Any] | None = submit(self.device, groups, _msg_id(), received)
+        except Exception as exc:  # answered like a failure of the general path
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+        return future
+
     async def _acknowledge(self) -> None:
+        acks = bytearray()
+        """Acks ready together leave in one write (one send() for a session's whole answered window)."""
         try:
             while True:
+                if acks and self._inflight.empty():
+                    await self._flush_acks(acks)
                 packet, processing = await self._inflight.get()
+                if acks and not processing.done():
+                    await self._flush_acks(acks)
                 try:
                     reason = await processing
+                    if not isinstance(reason, Reason):
+                        reason = None  # the platform's answer to a telemetry future: committed
                 except Exception:
                     log.exception("session %s: the platform failed a publish to %s", self._session_id,
                                   packet.topic)
@@ -278,15 +340,20 @@ class MqttSession:
                 if reason is not None and self.level != MQTT_5:
                     raise SessionClosed(f"refused a publish to {packet.topic}")  # 3.1.1 has no negative PUBACK
                 if packet.qos == 1:
-                    self.writer.write(codec.ack(self.level, PacketType.PUBACK, packet.packet_id or 0,
-                                                int(reason or 0)))
+                    acks += codec.ack(self.level, PacketType.PUBACK, packet.packet_id or 0, int(reason or 0))
                 elif packet.qos == 2:
-                    self.writer.write(codec.ack(self.level, PacketType.PUBREC, packet.packet_id or 0))
-                if self._inflight.empty():
-                    await self.writer.drain()  # one flush for every ack that was ready
+                    acks += codec.ack(self.level, PacketType.PUBREC, packet.packet_id or 0)
         except (SessionClosed, ConnectionError):
+            if acks:  # the acks of what completed before the failure are still owed
+                with contextlib.suppress(Exception):
+                    self.writer.write(bytes(acks))
             self.state = State.CLOSED
             self.writer.close()
+
+    async def _flush_acks(self, acks: bytearray) -> None:
+        self.writer.write(bytes(acks))
+        acks.clear()
+        await self.writer.drain()
 
     async def _process(self, packet: Publish) -> Reason | None:
         """Hand a publish to the platform; a reason code when it was refused."""
@@ -304,11 +371,11 @@ class MqttSession:
                 case topics.Feature.TELEMETRY:
                     groups = parse_telemetry(packet.payload)
                     if groups:
-                        await self.service.post_telemetry(device, groups, uuid.uuid4(), received)
+                        await self.service.post_telemetry(device, groups, _msg_id(), received)
                 case topics.Feature.ATTRIBUTES:
                     values = parse_attributes(packet.payload)
                     if values:
-                        await self.service.post_attributes(device, values, uuid.uuid4(), received)
+                        await self.service.post_attributes(device, values, _msg_id(), received)
                 case topics.Feature.ATTRIBUTE_REQUEST:
                     request = parse_attribute_request(packet.payload)
                     answer = await self.service.get_attributes(device, request)
