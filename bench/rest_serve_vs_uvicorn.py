@@ -17,11 +17,9 @@ import asyncio
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import psutil
+
+from thingsray.benchmarks import http_load
 
 REPO = Path(__file__).resolve().parents[1]
 TENANT = ("tenant@thingsboard.org", "tenant")
@@ -180,54 +180,15 @@ def is_loopback(ip: str) -> bool:
 
 
 # --- the load ----------------------------------------------------------------------------------
-def load_with_wrk(url: str, headers: dict[str, str], connections: int, duration: int) -> Result:
-    args = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url]
-    for name, value in headers.items():
-        args[1:1] = ["-H", f"{name}: {value}"]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
-
-    def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    failed = int(errors[1]) if errors else 0
-    failed += sum(map(int, socket_errors.groups())) if socket_errors else 0
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    return Result("", "", "wrk", rps, ms("50%"), ms("99%"), failed)
-
-
-async def load_with_httpx(url: str, headers: dict[str, str], connections: int, duration: int) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
-        end = time.perf_counter() + duration
-
-        async def worker() -> None:
-            nonlocal errors
-            while (started := time.perf_counter()) < end:
-                try:
-                    ok = (await client.get(url)).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                latencies.append(time.perf_counter() - started)
-                errors += not ok
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.perf_counter() - began
-    cuts = statistics.quantiles(latencies, n=100)
-    return Result("", "", "httpx", len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, errors)
-
-
 def measure(url: str, headers: dict[str, str], connections: int, duration: int) -> Result:
+    """wrk when installed, else an httpx pool (thingsray.benchmarks.http_load, shared with ``thingsray bench``)."""
     if shutil.which("wrk"):
-        load_with_wrk(url, headers, connections, 2)  # warm-up
-        return load_with_wrk(url, headers, connections, duration)
-    asyncio.run(load_with_httpx(url, headers, connections, 2))
-    return asyncio.run(load_with_httpx(url, headers, connections, duration))
+        http_load.with_wrk(url, headers, connections, 2)  # warm-up
+        figures, tool = http_load.with_wrk(url, headers, connections, duration), "wrk"
+    else:
+        asyncio.run(http_load.with_httpx(url, headers, connections, 2))
+        figures, tool = asyncio.run(http_load.with_httpx(url, headers, connections, duration)), "httpx"
+    return Result("", "", tool, figures["req_per_s"], figures["p50_ms"], figures["p99_ms"], figures["errors"])
 
 
 # --- the run -----------------------------------------------------------------------------------
