@@ -210,6 +210,16 @@ class Platform:
         if self.mqtt_tls_port is not None:
             self.progress(f"mqtt: TLS listening on {self.settings.host}:{self.mqtt_tls_port}")
 
+    @property
+    def shard_handles(self) -> list:
+        """The shard Ray actors this platform started (each answers ``pid()``, ``stats()``)."""
+        return list(self._shards)
+
+    @property
+    def transport_handles(self) -> list:
+        """The MQTT transport Ray actors this platform started."""
+        return list(self._transports)
+
     def supervise(self) -> int:
         """Bring back the listeners of transport processes Ray restarted; return how many transports
         are listening.

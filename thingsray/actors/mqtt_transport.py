@@ -77,6 +77,11 @@ class MqttTransportActor:
                 return True
         return None
 
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
     async def stats(self) -> dict[str, Any]:
         servers = [s for s in (self.server, self.tls_server) if s is not None]
         return {"transport": self.name, "port": self.port, "tls_port": self.tls_port,

@@ -173,8 +173,8 @@ class _platform:
             self.__exit__()
             raise
         p = self.platform
-        return sc.Target(p.mqtt_port, p.http_url, p.database_url, settings.shards, list(p._shards),
-                         list(p._transports), settings)
+        return sc.Target(p.mqtt_port, p.http_url, p.database_url, settings.shards, p.shard_handles,
+                         p.transport_handles, settings)
 
     def __exit__(self, *_: object) -> None:
         if self.platform is not None:

@@ -104,12 +104,10 @@ def rss(pids: list[int]) -> int:
 
 def actor_pids(handles: list, class_name: str) -> list[int]:
     """Process ids of Ray actors: asked of the actors themselves, else found by their process title."""
-    import os
-
     import ray
 
     try:
-        return list(ray.get([h.__ray_call__.remote(lambda _self: os.getpid()) for h in handles], timeout=30))
+        return list(ray.get([h.pid.remote() for h in handles], timeout=30))
     except Exception:
         found = []
         for process in psutil.Process().children(recursive=True):
