@@ -228,9 +228,10 @@ async def drop_database(server: str, name: str) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port outside the ranges Ray binds in (see ``pick_free_port``)."""
+    from thingsray.platform import pick_free_port
+
+    return pick_free_port()
 
 
 def run_config(config: Config, database_url: str, connections: int, duration: int) -> tuple[list[Result], list]:

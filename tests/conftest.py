@@ -8,7 +8,6 @@ The platform runs exactly as ``thingsray up`` runs it, on 127.0.0.1 and ephemera
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +28,10 @@ CUSTOMER_B = ("customerB@thingsboard.org", "customer")
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port outside the ranges Ray binds in (see ``pick_free_port``)."""
+    from thingsray.platform import pick_free_port
+
+    return pick_free_port()
 
 
 @pytest.fixture(scope="session")

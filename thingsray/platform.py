@@ -57,6 +57,19 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def pick_free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, between Ray's worker ports (10002-19999) and the kernel's ephemeral range
+    (from 32768), where Ray's own processes bind: a port picked here for a listener that starts
+    after Ray is not taken by Ray in the meantime (port 0 would be, once in a while)."""
+    import random
+
+    for _ in range(1000):
+        port = random.randrange(20000, 32768)
+        if port_is_free(host, port):
+            return port
+    raise RuntimeError("no free port between 20000 and 32767")
+
+
 def mqtt_transport_name(index: int) -> str:
     """The Ray actor name of an MQTT transport; device actors push to sessions through it."""
     return f"thingsray-mqtt-{index}"

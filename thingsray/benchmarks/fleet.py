@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,9 +14,10 @@ CHUNK = 50_000
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port outside the ranges Ray binds in (see ``pick_free_port``)."""
+    from thingsray.platform import pick_free_port
+
+    return pick_free_port()
 
 
 def _admin_url(server: str) -> str:

@@ -61,9 +61,10 @@ MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port outside the ranges Ray binds in (see ``pick_free_port``)."""
+    from thingsray.platform import pick_free_port
+
+    return pick_free_port()
 
 
 def find_mosquitto() -> str | None:
