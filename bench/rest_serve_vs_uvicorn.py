@@ -182,12 +182,7 @@ def is_loopback(ip: str) -> bool:
 # --- the load ----------------------------------------------------------------------------------
 def measure(url: str, headers: dict[str, str], connections: int, duration: int) -> Result:
     """wrk when installed, else an httpx pool (thingsray.benchmarks.http_load, shared with ``thingsray bench``)."""
-    if shutil.which("wrk"):
-        http_load.with_wrk(url, headers, connections, 2)  # warm-up
-        figures, tool = http_load.with_wrk(url, headers, connections, duration), "wrk"
-    else:
-        asyncio.run(http_load.with_httpx(url, headers, connections, 2))
-        figures, tool = asyncio.run(http_load.with_httpx(url, headers, connections, duration)), "httpx"
+    figures, tool = http_load.measure(url, headers, connections, duration, warmup=2)
     return Result("", "", tool, figures["req_per_s"], figures["p50_ms"], figures["p99_ms"], figures["errors"])
 
 

@@ -118,6 +118,17 @@ def customer_b(base_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture(scope="module")
+def other_tenant(base_url: str, platform: Platform) -> Iterator[httpx.Client]:
+    """The administrator of a second tenant of its own (one per test module), made in the database
+    as the install makes tenants."""
+    from tests.tenancy import other_tenant_client  # tenancy imports this module
+
+    assert platform.database_url is not None
+    with other_tenant_client(base_url, platform.database_url) as client:
+        yield client
+
+
 @pytest.fixture
 def anonymous(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=30) as client:

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from tests.conftest import assert_tb_error, unique
-from tests.tenancy import NULL_UUID, customer_id, other_tenant_client
-
-
-@pytest.fixture(scope="module")
-def other_tenant(base_url, database_url):
-    with other_tenant_client(base_url, database_url) as client:
-        yield client
+from tests.tenancy import NULL_UUID, customer_id
 
 
 def create_asset(client, name: str, **fields) -> dict:

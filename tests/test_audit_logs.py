@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import TENANT_ADMIN, assert_tb_error, login, unique
-from tests.tenancy import NULL_UUID, customer_id, other_tenant_client
-
-
-@pytest.fixture(scope="module")
-def other_tenant(base_url, database_url):
-    with other_tenant_client(base_url, database_url) as client:
-        yield client
+from tests.tenancy import NULL_UUID, customer_id
 
 
 def logs(client, path: str = "/api/audit/logs", **params) -> dict:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from tests.conftest import assert_tb_error, unique
-from tests.tenancy import customer_id, other_tenant_client
+from tests.tenancy import customer_id
 
 CONFIGURATION = {
     "description": "plant floor",
@@ -16,12 +14,6 @@ CONFIGURATION = {
     "entityAliases": {"a1": {"alias": "pumps", "filter": {"type": "entityList", "entityList": []}}},
     "settings": {"unicode": "température ✓", "nested": [[1, 2], {"x": None}]},
 }
-
-
-@pytest.fixture(scope="module")
-def other_tenant(base_url, database_url):
-    with other_tenant_client(base_url, database_url) as client:
-        yield client
 
 
 def create_dashboard(client, title: str, **fields) -> dict:

@@ -15,8 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import assert_tb_error, login, unique
-from thingsray.install import create_tenant_defaults, create_user
+from tests.conftest import assert_tb_error, unique
 from thingsray.storage import connect
 from thingsray.storage.attributes import AttributeScope, save_attributes
 from thingsray.storage.credentials import (
@@ -94,25 +93,6 @@ def customer_b_id(customer_b: httpx.Client) -> str:
 @pytest.fixture(scope="module")
 def demo_device(tenant: httpx.Client) -> dict:
     return find_by_name(tenant, "Test Device A1").json()
-
-
-@pytest.fixture(scope="module")
-async def other_tenant(platform, base_url: str) -> AsyncIterator[httpx.Client]:
-    """The administrator of a second tenant, made in the database as the install makes tenants."""
-    db = await connect(platform.database_url, max_size=1)
-    try:
-        async with db.transaction() as conn:
-            tenant_id = uuid.uuid4()
-            await conn.execute("INSERT INTO tenant (id, created_time, title, additional_info)"
-                               " VALUES ($1, $2, $3, '{}')", tenant_id, now_ms(), unique("Other tenant"))
-            await create_tenant_defaults(conn, tenant_id)
-            email = f"admin-{uuid.uuid4().hex[:8]}@other.example"
-            await create_user(conn, email=email, authority="TENANT_ADMIN", password="other-tenant-1",
-                              tenant_id=tenant_id)
-    finally:
-        await db.close()
-    with login(base_url, email, "other-tenant-1") as client:
-        yield client
 
 
 # --- create, read, update ----------------------------------------------------------------------

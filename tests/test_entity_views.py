@@ -7,15 +7,9 @@ import uuid
 import pytest
 
 from tests.conftest import assert_tb_error, unique
-from tests.tenancy import NULL_UUID, customer_id, demo_device_id, other_tenant_client
+from tests.tenancy import NULL_UUID, customer_id, demo_device_id
 
 KEYS = {"timeseries": ["temperature", "humidity"], "attributes": {"cs": ["firmware"], "ss": ["active"], "sh": []}}
-
-
-@pytest.fixture(scope="module")
-def other_tenant(base_url, database_url):
-    with other_tenant_client(base_url, database_url) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

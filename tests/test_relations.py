@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from tests.conftest import assert_tb_error, unique
-from tests.tenancy import customer_id, demo_device_id, other_tenant_client
-
-
-@pytest.fixture(scope="module")
-def other_tenant(base_url, database_url):
-    with other_tenant_client(base_url, database_url) as client:
-        yield client
+from tests.tenancy import customer_id, demo_device_id
 
 
 def asset(client, prefix: str = "Node") -> dict:

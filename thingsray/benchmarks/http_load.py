@@ -55,3 +55,16 @@ async def with_httpx(url: str, headers: dict[str, str], connections: int, durati
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return {"req_per_s": round(len(latencies) / elapsed, 1), "p50_ms": round(cuts[49] * 1000, 3),
             "p99_ms": round(cuts[98] * 1000, 3), "errors": errors}
+
+
+def measure(url: str, headers: dict[str, str], connections: int, duration: int,
+            warmup: int = 1) -> tuple[dict[str, Any], str]:
+    """A short warm-up, then the measured run; wrk when installed, else the httpx pool.
+    Returns the figures and the tool's name."""
+    import shutil
+
+    if shutil.which("wrk"):
+        with_wrk(url, headers, connections, warmup)
+        return with_wrk(url, headers, connections, duration), "wrk"
+    asyncio.run(with_httpx(url, headers, connections, warmup))
+    return asyncio.run(with_httpx(url, headers, connections, duration)), "httpx"

@@ -326,8 +326,4 @@ def _wait_answering(url: str, server: subprocess.Popen[bytes], timeout: float = 
 def _load(url: str, headers: dict[str, str], connections: int, duration: int) -> dict[str, Any]:
     from thingsray.benchmarks import http_load
 
-    if shutil.which("wrk"):
-        http_load.with_wrk(url, headers, connections, 1)  # warm-up
-        return http_load.with_wrk(url, headers, connections, duration)
-    asyncio.run(http_load.with_httpx(url, headers, connections, 1))
-    return asyncio.run(http_load.with_httpx(url, headers, connections, duration))
+    return http_load.measure(url, headers, connections, duration)[0]
