@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import assert_tb_error, unique
-from tests.test_devices import create_device, other_tenant  # noqa: F401  (a fixture)
+from tests.test_devices import create_device
 
 DEFAULT_PROFILE_DATA = {"configuration": {"type": "DEFAULT"}, "transportConfiguration": {"type": "DEFAULT"},
                         "provisionConfiguration": {"type": "DISABLED", "provisionDeviceSecret": None},
@@ -180,7 +180,7 @@ def test_customer_user_reads_infos_only(customer_a, tenant):
     assert_tb_error(customer_a.post(f"/api/deviceProfile/{profile_id}/default"), 403, 20)
 
 
-def test_another_tenant_sees_only_its_own_profiles(other_tenant, tenant):  # noqa: F811
+def test_another_tenant_sees_only_its_own_profiles(other_tenant, tenant):
     ours = create_profile(tenant)
     profile_id = ours["id"]["id"]
     for response in (other_tenant.get(f"/api/deviceProfile/{profile_id}"),
