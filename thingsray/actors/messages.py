@@ -55,18 +55,16 @@ class PostTelemetry:
     msg_id: uuid.UUID
     received_ts: int
     groups: tuple[TelemetryGroup, ...]
-    identity: DeviceIdentity | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the hottest message: flat tuples pickle without dataclasses.fields per object
-        return _post_telemetry, (self.msg_id.int, self.received_ts, [(g.ts, g.values) for g in self.groups],
-                                 self.identity)
+        return _post_telemetry, (self.msg_id.int, self.received_ts, [(g.ts, g.values) for g in self.groups])
 
 
-def _post_telemetry(msg_id: int, received_ts: int, groups: list[tuple[int | None, dict[str, Value]]],
-                    identity: DeviceIdentity | None) -> PostTelemetry:
+def _post_telemetry(msg_id: int, received_ts: int,
+                    groups: list[tuple[int | None, dict[str, Value]]]) -> PostTelemetry:
     return PostTelemetry(uuid.UUID(int=msg_id), received_ts,
-                         tuple([TelemetryGroup(ts, values) for ts, values in groups]), identity)
+                         tuple([TelemetryGroup(ts, values) for ts, values in groups]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +72,6 @@ class PostAttributes:
     msg_id: uuid.UUID
     received_ts: int
     values: dict[str, Value]
-    identity: DeviceIdentity | None = None
 
 
 @dataclass(frozen=True, slots=True)
