@@ -44,3 +44,25 @@ def test_a_quick_bench_reports_every_scenario_with_numbers_and_loses_nothing(tmp
     assert ("ingest", "msg/s") in figures and ("ingest", "lost") in figures
     assert all(r["met"] is not False for r in summary["rows"] if r["figure"].startswith("lost"))
     assert "scenario" in done.stdout and "met?" in done.stdout  # the table
+
+
+def test_the_outside_generator_counts_refused_devices_and_what_it_acked_is_stored(
+        platform: object, mqtt_port: int) -> None:
+    """mosquitto_pub (Mosquitto's own client) exits 0 only once its last line is acknowledged; a
+    device with a wrong token is reported failed, the others' values are all in the database."""
+    import asyncio
+    import time
+
+    from thingsray.benchmarks import fleet, outside
+    from thingsray.benchmarks.ingest import stored_counts
+
+    if outside.find_mosquitto_pub() is None:
+        pytest.skip("needs mosquitto_pub (apt-get install mosquitto-clients)")
+    database_url = platform.database_url  # type: ignore[attr-defined]
+    tokens = asyncio.run(fleet.bulk_devices(database_url, f"outside-test-{time.time_ns()}", 3))
+    started_ms = time.time_ns() // 1_000_000
+    result = outside.run(mqtt_port, [*tokens, "no-such-token"], 40, started_ms, timeout_s=120)
+    assert set(result.failed) == {"no-such-token"}, result.failed
+    assert result.acked == 3 * 40
+    stored = asyncio.run(stored_counts(database_url, dict.fromkeys(tokens, 40), started_ms))
+    assert stored["stored"] == 120 and stored["lost"] == 0, stored

@@ -255,12 +255,12 @@ class Platform:
     def _start_serve(self) -> None:
         from ray import serve
 
-        from thingsray.serve_app.deployment import APP_NAME, build
+        from thingsray.serve_app.deployment import APP_NAME, build, serve_logging
 
         assert self.database_url is not None
         self.progress(f"serve: starting the REST API on {self.settings.host}:{self.settings.http_port}")
         serve.start(http_options={"host": self.settings.host, "port": self.settings.http_port},
-                    proxy_location="EveryNode")
+                    proxy_location="EveryNode", logging_config=serve_logging(self.settings))
         self._serve_started = True
         serve.run(build(self.settings, self.database_url), name=APP_NAME, route_prefix="/",
                   blocking=False)

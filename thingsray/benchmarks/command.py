@@ -17,9 +17,10 @@ from typing import Any
 
 from thingsray.benchmarks import scenarios as sc
 
-SCENARIOS = ("ceiling", "ingest", "latency", "actors", "sessions", "rest")
+SCENARIOS = ("ceiling", "ingest", "latency", "outside", "actors", "sessions", "rest", "scale")
 QUICK = {"devices": 20, "duration": 2.0, "actors": 2_000, "sessions": 50, "session_hold": 2.0,
-         "rest_duration": 2, "rest_connections": 16, "rest_samples": 5}
+         "rest_duration": 2, "rest_connections": 16, "rest_samples": 5,
+         "outside_devices": 10, "outside_messages": 50, "matrix": "1x1,2x2"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, help="concurrent MQTT sessions (default 10,000)")
     parser.add_argument("--shards", type=int, help="shard processes of the bench platform (default: Settings)")
     parser.add_argument("--mqtt-transports", type=int, help="MQTT transport processes (default: Settings)")
+    parser.add_argument("--outside-devices", type=int, help="devices driven by mosquitto_pub (default 100)")
+    parser.add_argument("--outside-messages", type=int, help="messages per mosquitto_pub device (default 1,000)")
+    parser.add_argument("--matrix", help="shards x transports of the scale scenario (default 1x1,2x1,1x2,2x2)")
     parser.add_argument("--database-url", help="a PostgreSQL server where a throwaway database is created and "
                         "dropped (default: the embedded PostgreSQL in a temp dir); with --target-* the "
                         "running platform's own database")
@@ -44,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _plan(args: argparse.Namespace) -> sc.Plan:
     plan = sc.Plan(**(QUICK if args.quick else {}))
-    for name in ("devices", "window", "duration", "workers", "actors", "sessions"):
+    for name in ("devices", "window", "duration", "workers", "actors", "sessions", "outside_devices",
+                 "outside_messages", "matrix"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     if args.quick and args.duration is not None:
@@ -77,12 +82,17 @@ def run(args: argparse.Namespace) -> int:
     say = Progress()
     signal.signal(signal.SIGTERM, _interrupt)
     results: dict[str, dict[str, Any]] = {}
-    with _platform(args, say) as target:
-        try:
-            _run_scenarios(chosen, target, plan, say, results)
-        except KeyboardInterrupt:
-            say("interrupted: stopping what was started")
-            raise
+    on_platform = [s for s in chosen if s != "scale"]
+    try:
+        if on_platform:
+            with _platform(args, say) as target:
+                _run_scenarios(on_platform, target, plan, say, results)
+        if "scale" in chosen:  # platforms of its own, after the bench platform stopped
+            _phase("scale", lambda: sc.scale(plan, args.database_url if not args.target_mqtt else None, say),
+                   say, results)
+    except KeyboardInterrupt:
+        say("interrupted: stopping what was started")
+        raise
     summary = {"command": "thingsray bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else []),
                "plan": plan.__dict__, "cpus": os.cpu_count(), "elapsed_s": round(time.monotonic() - say.started, 1),
                "scenarios": results, "rows": rows(results)}
@@ -90,36 +100,41 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, default=str))  # the rows are the table
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, default=str))
-    lost = sum(int(r.get("db_lost", 0) or 0) + int(r.get("lost", 0) or 0) for r in results.values())
+    lost = sum(int(r.get("db_lost", 0) or 0) + int(r.get("lost", 0) or 0) + int(r.get("failed_devices", 0) or 0)
+               for r in results.values())
     return 1 if lost else 0
+
+
+def _phase(name: str, fn: Any, say: Progress, results: dict[str, dict[str, Any]]) -> None:
+    started = time.monotonic()
+    say(f"{name}: running")
+    try:
+        results[name] = fn()
+    except sc.Skipped as exc:
+        results[name] = {"skipped": str(exc)}
+        say(f"{name}: skipped ({exc})")
+        return
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+        say(f"{name}: FAILED {type(exc).__name__}: {exc}")
+        return
+    say(f"{name}: done in {time.monotonic() - started:.1f} s")
 
 
 def _run_scenarios(chosen: list[str], target: sc.Target, plan: sc.Plan, say: Progress,
                    results: dict[str, dict[str, Any]]) -> None:
     def phase(name: str, fn: Any, needed: bool = False) -> None:
-        if name not in chosen and not needed:
-            return
-        started = time.monotonic()
-        say(f"{name}: running")
-        try:
-            results[name] = fn()
-        except sc.Skipped as exc:
-            results[name] = {"skipped": str(exc)}
-            say(f"{name}: skipped ({exc})")
-            return
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
-            say(f"{name}: FAILED {type(exc).__name__}: {exc}")
-            return
-        say(f"{name}: done in {time.monotonic() - started:.1f} s")
+        if name in chosen or needed:
+            _phase(name, fn, say, results)
 
     phase("ingest", lambda: sc.ingest(target, plan), needed="latency" in chosen)  # latency runs at half its max
     half = (results.get("ingest", {}).get("msg_per_s") or 0) / 2 or None
     phase("ceiling", lambda: sc.ceiling(plan, half if "latency" in chosen else None))
     if half:
         phase("latency", lambda: sc.latency(target, plan, half))
+    phase("outside", lambda: sc.outside_load(target, plan))
     phase("rest", lambda: sc.rest(target, plan))
     phase("sessions", lambda: sc.sessions(target, plan, say))
     phase("actors", lambda: sc.actors(target, plan, say))
@@ -229,6 +244,21 @@ def rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         row("latency", f"p50 ms at {r['rate_target']:,} msg/s", r["p50_ms"], ceiling.get("half_p50_ms"))
         row("latency", "p99 ms at half rate", r["p99_ms"], ceiling.get("half_p99_ms"), "<= 50 ms", r["p99_ms"] <= 50)
         row("latency", "lost (of acked)", r.get("db_lost"), r.get("acked"), "0", r.get("db_lost") == 0)
+    if (r := results.get("outside", {})) and "msg_per_s" in r:
+        base = r.get("ceiling_msg_per_s")
+        row("outside", "mosquitto_pub msg/s (baseline: mosquitto)", r["msg_per_s"], base, ">= 0.5 x ceiling",
+            None if base is None else r["msg_per_s"] >= 0.5 * base)
+        row("outside", "failed generator processes", r["failed_devices"], r["devices"], "0", r["failed_devices"] == 0)
+        row("outside", "lost (of acked)", r.get("db_lost"), r.get("acked"), "0", r.get("db_lost") == 0)
+        row("outside", "REST-readable devices (of all)", r.get("rest_complete_devices"),
+            r.get("rest_checked_devices"), "all", r.get("rest_complete_devices") == r.get("rest_checked_devices"))
+    if (r := results.get("scale", {})) and "shapes" in r:
+        shapes = [k for k in r if k != "shapes"]
+        first = next((r[k].get("msg_per_s") for k in shapes if isinstance(r[k], dict)), None)
+        for shape in shapes:
+            s, t = shape.split("x")
+            row("scale", f"ingest msg/s, {s} shard(s) x {t} transport(s) (baseline: first shape)",
+                r[shape].get("msg_per_s", r[shape].get("failed")), first)
     if (r := results.get("actors", {})) and "rss_growth_mib" in r:
         row("actors", f"shard RSS growth MiB, {r['actors']:,} actors (baseline: budget)", r["rss_growth_mib"],
             r["budget_mib"], "<= 2 GiB per 1,000,000", r["rss_growth_mib"] <= r["budget_mib"])

@@ -45,6 +45,10 @@ class Plan:
     rest_duration: int = 10
     rest_connections: int = 64
     rest_samples: int = 10
+    outside_devices: int = 100
+    outside_messages: int = 1_000
+    matrix: str = "1x1,2x1,1x2,2x2"
+    """shards x MQTT transports of the scale scenario's platforms"""
 
 
 @dataclass
@@ -147,6 +151,60 @@ def latency(target: Target, plan: Plan, rate: float) -> dict[str, Any]:
     tokens = asyncio.run(fleet.bulk_devices(target.database_url, "latency", plan.devices))
     result, checked = _checked_run(target, _spec(target.mqtt_port, tokens, plan, rate=rate))
     return _figures(result) | checked | {"rate_target": round(rate, 1)}
+
+
+# --- an outside generator --------------------------------------------------------------------
+def outside_load(target: Target, plan: Plan) -> dict[str, Any]:
+    """Mosquitto's ``mosquitto_pub`` drives thingsray's devices, then a bench Mosquitto (with one
+    '#' consumer) in the same run; every value the generator had acknowledged is then read back
+    over REST, device by device."""
+    from thingsray.benchmarks import outside
+
+    if outside.find_mosquitto_pub() is None:
+        raise Skipped("no mosquitto_pub binary (apt-get install mosquitto-clients)")
+    tokens = asyncio.run(fleet.bulk_devices(target.database_url, "outside", plan.outside_devices))
+    started_ms = time.time_ns() // 1_000_000
+    result = outside.run(target.mqtt_port, tokens, plan.outside_messages, started_ms)
+    figures = result.summary()
+    acked = {t: plan.outside_messages for t in tokens if t not in result.failed}
+    figures |= {"db_" + k: v for k, v in asyncio.run(stored_counts(target.database_url, acked, started_ms)).items()}
+    figures |= _rest_readable(target, acked, started_ms, len(acked))
+    if find_mosquitto() is not None:
+        with mosquitto() as port, Consumer(port) as consumer:
+            ceiling = outside.run(port, tokens, plan.outside_messages, started_ms)
+            figures |= {"ceiling_" + k: v for k, v in ceiling.summary().items() if k != "generator"}
+            figures["ceiling_consumer_received"] = consumer.settle(ceiling.acked)
+    return figures
+
+
+# --- scale: shards x transports ---------------------------------------------------------------
+def scale(plan: Plan, database_server: str | None, note: Any) -> dict[str, Any]:
+    """Ingest on platforms of several shapes, one after another, each ``thingsray bench --scenarios
+    ingest`` in a process (and a Ray) of its own, so shapes never share a warm cache or a core."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    shapes = [tuple(int(n) for n in shape.split("x")) for shape in plan.matrix.split(",") if shape.strip()]
+    figures: dict[str, Any] = {"shapes": plan.matrix}
+    for shards, transports in shapes:
+        label = f"{shards}x{transports}"
+        note(f"scale: {shards} shard(s), {transports} MQTT transport(s)")
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+            out = Path(tmp) / "summary.json"
+            command = [sys.executable, "-m", "thingsray", "bench", "--scenarios", "ingest", "--shards", str(shards),
+                       "--mqtt-transports", str(transports), "--devices", str(plan.devices), "--window",
+                       str(plan.window), "--duration", str(plan.duration), "--workers", str(plan.workers),
+                       "--json", str(out)]
+            if database_server:
+                command += ["--database-url", database_server]
+            done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
+            if done.returncode != 0 or not out.exists():
+                figures[label] = {"failed": done.stderr.decode(errors="replace")[-300:]}
+                continue
+            ingest_figures = json.loads(out.read_text())["scenarios"].get("ingest", {})
+            figures[label] = {k: ingest_figures.get(k) for k in ("msg_per_s", "p50_ms", "p99_ms", "db_lost")}
+    return figures
 
 
 # --- actors ----------------------------------------------------------------------------------

@@ -41,11 +41,7 @@ def create_app(settings: Settings, database_url: str, replica_id: str | None = N
     for router in ROUTERS:
         app.include_router(router)
 
-    @app.middleware("http")
-    async def replica_header(request: Any, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers["X-Thingsray-Replica"] = replica
-        return response
+    app.add_middleware(ReplicaHeader, replica=replica)
 
     @app.get("/swagger-ui", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
@@ -64,3 +60,26 @@ def create_app(settings: Settings, database_url: str, replica_id: str | None = N
                 "database": {"status": "UP", "latencyMs": round((time.perf_counter() - started) * 1000, 3)}}
 
     return app
+
+
+class ReplicaHeader:
+    """Adds ``X-Thingsray-Replica`` to every HTTP response. Plain ASGI: Starlette's
+    ``BaseHTTPMiddleware`` runs each request in a task of its own with a memory stream between
+    (12 % of a request's CPU in the REST profile, bench/flamegraphs)."""
+
+    def __init__(self, app: Any, replica: str) -> None:
+        self.app = app
+        self.header = (b"x-thingsray-replica", replica.encode())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+

@@ -16,9 +16,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                                   schema="pg_catalog")
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool. asyncpg's default also runs
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``, one more round trip after every
+    query (10 % of a REST request's CPU in the profile); pooled connections here never hold
+    session state (listeners and advisory locks use connections of their own), so only an open
+    transaction is ended."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def connect(url: str, *, min_size: int = 1, max_size: int = 10) -> Database:
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection,
-                                     command_timeout=60)
+                                     reset=_reset, command_timeout=60)
     return Database(pool)
 
 
