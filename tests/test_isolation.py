@@ -24,11 +24,13 @@ ID_PARAMS = {
     "deviceId": "device", "customerId": "customer", "assetId": "asset", "dashboardId": "dashboard",
     "entityViewId": "entity_view", "userId": "user", "tenantId": "tenant",
     "deviceProfileId": "device_profile", "assetProfileId": "asset_profile", "entityId": "device",
-    "fromId": "device", "toId": "device", "id": "device", "rpcId": "rpc",
+    "fromId": "device", "toId": "device", "id": "device", "rpcId": "rpc", "alarmId": "alarm", "assigneeId": "user",
+    "ruleChainId": "rule_chain", "ruleNodeId": "rule_node",
 }
 # path parameters that are not ids, with a value that fits the device victim
 OTHER_PARAMS = {"entityType": "DEVICE", "fromType": "DEVICE", "toType": "DEVICE", "relationType": "Contains",
-                "deviceName": "victim", "scope": "SERVER_SCOPE", "ttl": "0"}
+                "deviceName": "victim", "scope": "SERVER_SCOPE", "ttl": "0",
+                "eventType": "DEBUG_RULE_NODE"}
 SKIPPED_PREFIXES = ("/api/noauth", "/api/auth")
 
 
@@ -58,15 +60,23 @@ def victims(tenant: httpx.Client, base_url: str) -> dict[str, Any]:
         "customerId": customer["id"]}))
     asset_profile_id = ok(tenant.get(f"/api/asset/{asset['id']['id']}"))["assetProfileId"]["id"]
     me = ok(tenant.get("/api/auth/user"))
+    alarm = ok(tenant.post("/api/alarm", json={"type": unique("victim alarm"), "originator": device["id"],
+                                               "severity": "CRITICAL"}))
     rpc = ok(tenant.post(f"/api/rpc/oneway/{device['id']['id']}",
                          json={"method": "victimRpc", "params": {}, "persistent": True}))
+    chain = ok(tenant.post("/api/ruleChain", json={"name": unique("victim chain")}))
+    chain_meta = ok(tenant.post("/api/ruleChain/metadata", json={
+        "ruleChainId": chain["id"], "firstNodeIndex": 0, "connections": [],
+        "nodes": [{"type": "org.thingsboard.rule.engine.flow.TbRuleChainOutputNode", "name": "victim output"}]}))
     return {
         "device": device["id"]["id"], "customer": customer_id, "asset": asset["id"]["id"],
         "dashboard": dashboard["id"]["id"], "entity_view": view["id"]["id"], "user": user["id"]["id"],
         "tenant": me["tenantId"]["id"], "device_profile": profile["id"]["id"],
         "asset_profile": asset_profile_id, "rpc": rpc["rpcId"]["id"] if isinstance(rpc["rpcId"], dict)
-        else rpc["rpcId"], "names": [device["name"], asset["name"], dashboard["title"],
-                                                     view["name"], user["email"], profile["name"]],
+        else rpc["rpcId"], "alarm": alarm["id"]["id"],
+        "rule_chain": chain["id"]["id"], "rule_node": chain_meta["nodes"][0]["id"]["id"],
+        "names": [device["name"], asset["name"], dashboard["title"], view["name"], user["email"], profile["name"],
+                  alarm["type"], chain["name"]],
     }
 
 
@@ -129,7 +139,8 @@ def test_another_tenant_reaches_nothing_by_id(intruder, victims, operations, ten
     # nothing was deleted or changed on the way
     for kind, path in (("device", "/api/device/{}"), ("asset", "/api/asset/{}"),
                        ("dashboard", "/api/dashboard/{}"), ("customer", "/api/customer/{}"),
-                       ("entity_view", "/api/entityView/{}"), ("user", "/api/user/{}")):
+                       ("entity_view", "/api/entityView/{}"), ("user", "/api/user/{}"), ("alarm", "/api/alarm/{}"),
+                       ("rule_chain", "/api/ruleChain/{}")):
         assert tenant.get(path.format(victims[kind])).status_code == 200, f"the victim {kind} is gone"
 
 
@@ -143,7 +154,7 @@ def test_another_tenant_lists_none_of_the_victims(intruder, victims, operations)
             assert response.status_code in (400, 403, 404), f"GET {path}: {response.status_code} {response.text}"
             continue
         listed += 1
-        for key in ("device", "asset", "dashboard", "entity_view", "user", "customer", "device_profile"):
+        for key in ("device", "asset", "dashboard", "entity_view", "user", "customer", "device_profile", "rule_chain"):
             assert victims[key] not in response.text, f"GET {path} listed the victim {key} to another tenant"
     assert listed >= 5
 

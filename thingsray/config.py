@@ -66,6 +66,10 @@ class Settings:
     login_attempts_per_minute: int = 10
     """Failed logins allowed per user and per client address in a sliding minute."""
     max_page_size: int = 10000
+    debug_event_ttl: int = 604800
+    """Seconds rule engine debug events are kept (ThingsBoard's debug events TTL); 0 keeps them by count only."""
+    debug_events_per_entity: int = 10000
+    """Newest debug events kept per rule node (and rule chain) and type; 0: no bound by count."""
     log_level: str = "INFO"
 
     @classmethod
@@ -94,6 +98,9 @@ class Settings:
                      "db_pool_size", "login_attempts_per_minute", "max_page_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{setting_names(name)} must be at least 1, got {getattr(self, name)}")
+        for name in ("debug_event_ttl", "debug_events_per_entity"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{setting_names(name)} must not be negative, got {getattr(self, name)}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"{setting_names('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
                               f"got {self.log_level!r}")

@@ -8,6 +8,7 @@ import asyncpg
 
 from thingsray.serve_app.passwords import hash_password
 from thingsray.storage.entities import new_id, now_ms
+from thingsray.storage.rule_chains import ensure_root_rule_chain, ensure_root_rule_chains
 
 SYSADMIN_EMAIL = "sysadmin@thingsboard.org"
 SYSADMIN_PASSWORD = "sysadmin"
@@ -45,9 +46,16 @@ async def ensure_system_admin(conn: asyncpg.Connection) -> None:
 
 
 async def create_tenant_defaults(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
-    """The default device profile and asset profile a new tenant starts with."""
+    """The default device profile, asset profile and root rule chain a new tenant starts with."""
     await ensure_default_device_profile(conn, tenant_id)
     await ensure_asset_profile(conn, tenant_id, "default", default=True)
+    await ensure_root_rule_chain(conn, tenant_id)
+
+
+async def ensure_tenant_defaults(conn: asyncpg.Connection) -> None:
+    """At start-up, after the migrations: what tenants made before a default existed lack
+    (the root rule chain). Idempotent."""
+    await ensure_root_rule_chains(conn)
 
 
 async def ensure_default_device_profile(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> uuid.UUID:

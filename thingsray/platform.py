@@ -146,7 +146,7 @@ class Platform:
         self.progress(f"database: ready in {time.perf_counter() - started:.1f} s")
 
     async def _prepare_database(self) -> None:
-        from thingsray.install import ensure_system_admin
+        from thingsray.install import ensure_system_admin, ensure_tenant_defaults
 
         assert self.database_url is not None
         db = await connect(self.database_url, min_size=1, max_size=2)
@@ -156,6 +156,7 @@ class Platform:
                 self.progress(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
                 await ensure_ts_partitions(conn, now_ms())
                 await ensure_system_admin(conn)
+                await ensure_tenant_defaults(conn)
                 if self.settings.demo:
                     from thingsray.demo import load_demo
 

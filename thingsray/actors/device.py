@@ -9,7 +9,6 @@ while the commit happens, and the device's acknowledgement still waits for it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -20,11 +19,14 @@ from typing import Any
 from thingsray.actors.env import ShardEnv
 from thingsray.actors.messages import (
     ClaimRequest,
+    ClientRpc,
+    ClientRpcReply,
     CloseSession,
     DeleteAttributes,
     DeviceChanged,
     DeviceRpcDelivered,
     DeviceRpcResponse,
+    DeviceStateEvent,
     GetAttributes,
     GetDeviceState,
     PostAttributes,
@@ -35,15 +37,18 @@ from thingsray.actors.messages import (
     RpcStatus,
     SaveAttributes,
     SaveTimeseries,
+    ServerRpc,
     SessionClosed,
     SessionOpened,
     SessionRef,
     SubscriptionChanged,
     ToDeviceRpc,
+    ToRuleEngine,
 )
-from thingsray.actors.processing import DeviceEvent, Processing, default_processing
+from thingsray.actors.processing import DeviceEvent, save_timeseries
 from thingsray.actors.tenant import TenantView
 from thingsray.kv import Value, to_json_value
+from thingsray.rules.msg import EntityId, MsgType, TbMsg
 from thingsray.runtime import Actor, Address, Deferred
 from thingsray.storage.attributes import AttributeScope
 from thingsray.storage.entities import now_ms
@@ -52,6 +57,11 @@ from thingsray.transports.service import AttributeUpdate, RpcRequest
 
 log = logging.getLogger(__name__)
 
+POST_TELEMETRY_REQUEST = MsgType.POST_TELEMETRY_REQUEST
+POST_ATTRIBUTES_REQUEST = MsgType.POST_ATTRIBUTES_REQUEST
+TO_SERVER_RPC_REQUEST = MsgType.TO_SERVER_RPC_REQUEST
+CLIENT_RPC_TIMEOUT_S = 60.0
+"""How long a device-side RPC waits for a chain's answer (ThingsBoard's clientSideRpc timeout)."""
 DEFAULT_INACTIVITY_TIMEOUT_MS = 600_000
 ACTIVITY_PERSIST_INTERVAL_MS = 10_000
 """lastActivityTime is written at most this often (and on every change of ``active``)."""
@@ -79,24 +89,19 @@ _ACTIVITY_KEYS = frozenset(("active", "lastActivityTime"))
 """Server attributes a state holds as fields (``active``, ``last_activity``), not in ``server``."""
 
 
-@functools.cache
-def _shared_processing() -> Processing:
-    """The default processing holds no state: one serves every device of the process."""
-    return default_processing()
-
-
 class DeviceActor(Actor):
     __slots__ = ("address", "state")
 
-    def __init__(self, address: Address, env: ShardEnv, processing: Processing | None = None) -> None:
+    def __init__(self, address: Address, env: ShardEnv) -> None:
         self.address = address
-        self.state = DeviceState(uuid.UUID(address.id), address, env, processing or _shared_processing())
+        self.state = DeviceState(uuid.UUID(address.id), address, env)
 
     async def activate(self) -> None:
         await self.state.load()
 
     def can_passivate(self) -> bool:
-        return not self.state.sessions and not self.state.pending_rpc
+        return (not self.state.sessions and not self.state.pending_rpc and not self.state.client_rpcs
+                and not self.state.rest_rpcs)
 
     async def passivate(self) -> None:
         self.state.stop_timer()
@@ -105,9 +110,13 @@ class DeviceActor(Actor):
         s = self.state
         match message:
             case PostTelemetry():
-                return s.post_telemetry(message)
+                return await s.post_telemetry(message)
             case PostAttributes():
-                return s.post_attributes(message)
+                return await s.post_attributes(message)
+            case ClientRpc(method=method, params=params):
+                return await s.client_rpc(method, params)
+            case ClientRpcReply(request_id=request_id, body=body):
+                s.client_rpc_reply(request_id, body)
             case GetAttributes(client_keys=client_keys, shared_keys=shared_keys):
                 return s.get_attributes(client_keys, shared_keys)
             case SessionOpened():
@@ -122,6 +131,12 @@ class DeviceActor(Actor):
                 s.rpc_delivered(request_id)
             case ToDeviceRpc():
                 return s.rpc(message)
+            case ServerRpc():
+                return await s.server_rpc(message)
+            case ToRuleEngine():
+                return await s.rule_engine_msg(message)
+            case DeviceStateEvent(event=event, ts=ts):
+                s.state_event(event, ts)
             case SaveAttributes():
                 return s.save_attributes(message.scope, message.values, message.ts)
             case DeleteAttributes():
@@ -146,20 +161,24 @@ class DeviceState:
     bench/actor_memory.py). A new attribute needs its name in ``__slots__``."""
 
     __slots__ = ("_activity_persisted", "_last_rpc_id", "_timer_armed", "active", "address", "claim", "client",
-                 "device_id", "env", "last_activity", "pending_rpc", "processing", "profile_id", "server",
-                 "sessions", "shared", "tenant")
+                 "client_rpcs", "device_id", "env", "last_activity", "name", "pending_rpc", "profile_id", "rest_rpcs",
+                 "server", "sessions", "shared", "tenant")
 
-    def __init__(self, device_id: uuid.UUID, address: Address, env: ShardEnv, processing: Processing) -> None:
+    def __init__(self, device_id: uuid.UUID, address: Address, env: ShardEnv) -> None:
         self.device_id = device_id
         self.address = address
         self.env = env
-        self.processing = processing
+        self.name = ""
+        self.client_rpcs: Mapping[int, asyncio.Future[Any]] = _NOTHING
+        """Device-side RPCs waiting for a rule chain's RPC Call Reply, by request id."""
         self.sessions: Mapping[str, Session] = _NOTHING
         self.client: Mapping[str, tuple[Value, int]] = _NOTHING
         self.shared: Mapping[str, tuple[Value, int]] = _NOTHING
         self.server: Mapping[str, tuple[Value, int]] = _NOTHING
         """Server attributes but ``active`` and ``lastActivityTime``, which are fields."""
         self.pending_rpc: Mapping[int, tuple[asyncio.Future[RpcOutcome], bool]] = _NOTHING
+        self.rest_rpcs: Mapping[str, asyncio.Future[RpcOutcome]] = _NOTHING
+        """REST calls waiting for their RPC's outcome while it goes through the chain, by requestUUID."""
         self._last_rpc_id = 0
         self.claim: ClaimRequest | None = None
         self.active = False
@@ -189,6 +208,7 @@ class DeviceState:
         if row is not None:
             self.tenant = self.env.tenant_view(row["tenant_id"])
             self.profile_id = row["device_profile_id"]
+            self.name = row["name"]
 
     def _server_value(self, key: str, default: Any) -> Any:
         entry = self.server.get(key)
@@ -224,22 +244,91 @@ class DeviceState:
             self.env.host.cancel_timer(self.address)
         self._timer_armed = False
 
-    # --- from the device ---------------------------------------------------------------------
-    def post_telemetry(self, message: PostTelemetry) -> Deferred:
-        self._activity(message.received_ts)
-        if self.tenant is not None:
-            self.tenant.usage.messages += 1
-            self.tenant.usage.data_points += sum(len(g.values) for g in message.groups)
-        return Deferred(self.processing.telemetry(self.env, self.device_id, message))
+    # --- into the rule engine -----------------------------------------------------------------
+    async def _chain(self) -> tuple[uuid.UUID | None, str]:
+        """(the device profile's default rule chain or None for the tenant's root, the profile's name)."""
+        assert self.tenant is not None
+        profile = await self.tenant.profile(self.profile_id) if self.profile_id is not None else None
+        return (None, "default") if profile is None else (profile.default_rule_chain_id, profile.name)
 
-    def post_attributes(self, message: PostAttributes) -> Deferred:
+    async def default_rule_chain(self) -> uuid.UUID | None:
+        return (await self._chain())[0] if self.tenant is not None else None
+
+    def _tenant(self) -> TenantView:
+        if self.tenant is None:
+            raise LookupError(f"device {self.device_id} does not exist")
+        return self.tenant
+
+    async def _process(self, msg_type: str, data: Any, ts: int, msg_id: uuid.UUID | None = None,
+                       **metadata: str) -> asyncio.Future[None]:
+        """Run a message of this device through its chain (awaited: the device's messages run in
+        order); the future of its durability comes back."""
+        tenant = self._tenant()
+        chain_id, device_type = await self._chain()
+        msg = TbMsg(msg_type, EntityId("DEVICE", self.device_id), data,
+                    {"deviceName": self.name, "deviceType": device_type, "ts": str(ts), **metadata},
+                    ts, msg_id or uuid.uuid4())
+        return await tenant.rules.process(msg, chain_id, device=self)
+
+    def _event(self, event: DeviceEvent, ts: int) -> None:
+        """Device events enter the chain in the background (ThingsBoard's CONNECT_EVENT, ...)."""
+        if self.tenant is None:
+            return
+        data = {"active": self.active, "lastConnectTime": self._server_value("lastConnectTime", 0),
+                "lastActivityTime": self.last_activity,
+                "lastDisconnectTime": self._server_value("lastDisconnectTime", 0),
+                "lastInactivityAlarmTime": self._server_value("inactivityAlarmTime", 0),
+                "inactivityTimeout": self.inactivity_timeout_ms}
+
+        async def run() -> None:
+            await (await self._process(str(event), data, ts))
+
+        _background(run())
+
+    # --- from the device ---------------------------------------------------------------------
+    async def post_telemetry(self, message: PostTelemetry) -> Deferred:
         self._activity(message.received_ts)
-        if self.tenant is not None:
-            self.tenant.usage.messages += 1
-            self.tenant.usage.attribute_writes += len(message.values)
-        for key, value in message.values.items():
-            self._own("client")[key] = (value, message.received_ts)
-        return Deferred(self.processing.attributes(self.env, self.device_id, message))
+        tenant = self._tenant()
+        tenant.usage.messages += 1
+        tenant.usage.data_points += sum(len(g.values) for g in message.groups)
+        done = []
+        for i, group in enumerate(message.groups):
+            ts = group.ts if group.ts is not None else message.received_ts
+            msg_id = message.msg_id if i == 0 else uuid.UUID(int=(message.msg_id.int + i) % (1 << 128))
+            done.append(await self._process(POST_TELEMETRY_REQUEST, group.values, ts, msg_id))
+        return Deferred(done[0] if len(done) == 1 else asyncio.gather(*done))
+
+    async def post_attributes(self, message: PostAttributes) -> Deferred:
+        self._activity(message.received_ts)
+        tenant = self._tenant()
+        tenant.usage.messages += 1
+        tenant.usage.attribute_writes += len(message.values)
+        # the chain's Save Attributes node stores them (and updates this cache); a chain that
+        # does not save client attributes leaves them unsaved, as in ThingsBoard
+        return Deferred(await self._process(POST_ATTRIBUTES_REQUEST, message.values, message.received_ts,
+                                            message.msg_id))
+
+    async def client_rpc(self, method: str, params: Any) -> Deferred:
+        """A device-side RPC: answered by a chain's RPC Call Reply node, or with None after
+        ``CLIENT_RPC_TIMEOUT_S`` (the device then gets no answer, as from ThingsBoard)."""
+        self._last_rpc_id += 1
+        request_id = self._last_rpc_id
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._own("client_rpcs")[request_id] = future
+        asyncio.get_running_loop().call_later(CLIENT_RPC_TIMEOUT_S, self.client_rpc_reply, request_id, None)
+        try:
+            done = await self._process(TO_SERVER_RPC_REQUEST, {"method": method, "params": params}, now_ms(),
+                                       requestId=str(request_id))
+        except Exception:
+            self._forget("client_rpcs", request_id)
+            raise
+        done.add_done_callback(_log_write_failure)
+        return Deferred(future)
+
+    def client_rpc_reply(self, request_id: int, body: Any) -> None:
+        future = self._forget("client_rpcs", request_id)
+        if future is not None and not future.done():
+            future.set_result(body)
 
     def get_attributes(self, client_keys: tuple[str, ...] | None,
                        shared_keys: tuple[str, ...] | None) -> dict[str, dict[str, Any]]:
@@ -263,13 +352,13 @@ class DeviceState:
         updates: dict[str, Value] = {"lastConnectTime": message.ts}
         self._write_server(updates, message.ts)
         self._activity(message.ts)
-        self.processing.event(self.env, self.device_id, DeviceEvent.CONNECT, message.ts)
+        self._event(DeviceEvent.CONNECT, message.ts)
 
     def session_closed(self, message: SessionClosed) -> None:
         if self._forget("sessions", message.session.session_id) is None:
             return  # an older session we already replaced
         self._write_server({"lastDisconnectTime": message.ts}, message.ts)
-        self.processing.event(self.env, self.device_id, DeviceEvent.DISCONNECT, message.ts)
+        self._event(DeviceEvent.DISCONNECT, message.ts)
         for request_id, (future, _) in list(self.pending_rpc.items()):
             if not self._rpc_session() and not future.done():
                 future.set_result(RpcOutcome(RpcStatus.NOT_CONNECTED, request_id))
@@ -291,7 +380,7 @@ class DeviceState:
             self.active = True
             self._write_server({"active": True, "lastActivityTime": self.last_activity}, ts)
             self._activity_persisted = self.last_activity
-            self.processing.event(self.env, self.device_id, DeviceEvent.ACTIVITY, ts)
+            self._event(DeviceEvent.ACTIVITY, ts)
         elif self.last_activity - self._activity_persisted >= ACTIVITY_PERSIST_INTERVAL_MS:
             self._write_server({"lastActivityTime": self.last_activity}, ts)
             self._activity_persisted = self.last_activity
@@ -314,7 +403,7 @@ class DeviceState:
             self.active = False
             self._write_server({"active": False, "inactivityAlarmTime": now,
                                 "lastActivityTime": self.last_activity}, now)
-            self.processing.event(self.env, self.device_id, DeviceEvent.INACTIVITY, now)
+            self._event(DeviceEvent.INACTIVITY, now)
         else:
             self._arm_timer()
 
@@ -326,14 +415,25 @@ class DeviceState:
             AttributeRow(self.device_id, AttributeScope.SERVER_SCOPE, k, v, ts) for k, v in values.items()]))
         future.add_done_callback(_log_write_failure)
 
-    # --- from the REST API -------------------------------------------------------------------
+    # --- from the REST API and rule chains ------------------------------------------------------
     def save_attributes(self, scope: str, values: dict[str, Value], ts: int) -> Deferred:
+        return Deferred(self.save_attributes_now(scope, values, ts, notify=True))
+
+    def attribute_cache(self, scope: str) -> Mapping[str, tuple[Value, int]] | None:
+        """The cached attributes of a scope (None for SERVER_SCOPE: its cache leaves out the
+        activity keys, which are fields)."""
+        return {"CLIENT_SCOPE": self.client, "SHARED_SCOPE": self.shared}.get(scope)
+
+    def save_attributes_now(self, scope: str, values: dict[str, Value], ts: int, *,
+                            notify: bool = True) -> asyncio.Future[None]:
+        """Cache, write and (shared ones, when ``notify``) push to subscribed sessions once
+        committed; the future of the commit."""
         field = _SCOPE_FIELDS[scope]
         for key, value in values.items():
             self._own(field)[key] = (value, ts)
         committed = self.env.writer.submit(WriteRequest(attributes=[
             AttributeRow(self.device_id, AttributeScope[scope], k, v, ts) for k, v in values.items()]))
-        if scope == "SHARED_SCOPE":
+        if scope == "SHARED_SCOPE" and notify:
             update = AttributeUpdate({k: to_json_value(v) for k, v in values.items()})
 
             def push_once_committed(result: asyncio.Future[None]) -> None:
@@ -341,7 +441,7 @@ class DeviceState:
                     self._push_attributes(update)
 
             committed.add_done_callback(push_once_committed)
-        return Deferred(committed)
+        return committed
 
     async def delete_attributes(self, scope: str, keys: tuple[str, ...]) -> None:
         field = _SCOPE_FIELDS[scope]
@@ -351,7 +451,7 @@ class DeviceState:
             self._push_attributes(AttributeUpdate({}, removed))
 
     def save_timeseries(self, message: SaveTimeseries) -> Deferred:
-        return Deferred(self.processing.timeseries(self.env, self.device_id, message))
+        return Deferred(save_timeseries(self.env, self.device_id, message))
 
     def _push_attributes(self, update: AttributeUpdate) -> None:
         for session in self.sessions.values():
@@ -363,6 +463,67 @@ class DeviceState:
         return next((s for s in self.sessions.values() if s.rpc), None)
 
     def rpc(self, message: ToDeviceRpc) -> RpcOutcome | Deferred:
+        outcome = self._send_rpc(message)
+        waiting = self._forget("rest_rpcs", message.request_uuid) if message.request_uuid else None
+        if waiting is not None:  # the chain's RPC Call Request node sends a REST call's RPC
+            _answer(waiting, outcome)
+        return outcome
+
+    async def server_rpc(self, message: ServerRpc) -> RpcOutcome | Deferred:
+        """A REST call's RPC enters the chain (ThingsBoard's RPC_CALL_FROM_SERVER_TO_DEVICE); the call
+        is answered when the chain's RPC Call Request node has sent it (``rpc``) and the device has
+        answered, or with TIMEOUT at its expiration. Never awaits the device inside this message."""
+        if self.tenant is None:
+            return RpcOutcome(RpcStatus.NOT_CONNECTED, 0)
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[RpcOutcome] = loop.create_future()
+        self._own("rest_rpcs")[message.request_uuid] = waiting
+
+        def expire() -> None:
+            if self._forget("rest_rpcs", message.request_uuid) is not None and not waiting.done():
+                waiting.set_result(RpcOutcome(RpcStatus.TIMEOUT, 0))
+
+        loop.call_later(max(0, message.expiration_time - now_ms()) / 1000, expire)
+        try:
+            done = await self._process(MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE,
+                                       {"method": message.method, "params": message.params}, now_ms(),
+                                       requestUUID=message.request_uuid,
+                                       expirationTime=str(message.expiration_time),
+                                       oneway=str(message.oneway).lower(),
+                                       persistent=str(message.persistent).lower())
+        except Exception:
+            self._forget("rest_rpcs", message.request_uuid)
+            raise
+        done.add_done_callback(_log_write_failure)
+        return Deferred(waiting)
+
+    async def rule_engine_msg(self, message: ToRuleEngine) -> Deferred:
+        tenant = self._tenant()
+        if tenant.tenant_id != message.tenant_id:
+            raise LookupError(f"device {self.device_id} is not a device of tenant {message.tenant_id}")
+        chain_id, _ = await self._chain()
+        return Deferred(await tenant.rules.process(message.msg, chain_id, device=self))
+
+    def state_event(self, event: str, ts: int) -> None:
+        """A rule chain's Device State node reports an event (ThingsBoard's device state service)."""
+        if self.tenant is None:
+            return
+        if event == DeviceEvent.CONNECT:
+            self._write_server({"lastConnectTime": ts}, ts)
+            self._event(DeviceEvent.CONNECT, ts)
+        elif event == DeviceEvent.DISCONNECT:
+            self._write_server({"lastDisconnectTime": ts}, ts)
+            self._event(DeviceEvent.DISCONNECT, ts)
+        elif event == DeviceEvent.ACTIVITY:
+            self._activity(ts)
+        elif event == DeviceEvent.INACTIVITY:
+            self.active = False
+            self._write_server({"active": False, "inactivityAlarmTime": ts, "lastActivityTime": self.last_activity}, ts)
+            self._event(DeviceEvent.INACTIVITY, ts)
+        else:
+            raise ValueError(f"unknown device state event {event!r}")
+
+    def _send_rpc(self, message: ToDeviceRpc) -> RpcOutcome | Deferred:
         self._last_rpc_id += 1
         request_id = self._last_rpc_id
         if self.tenant is not None:
@@ -431,6 +592,26 @@ def _background(coro: Any) -> None:
     task = asyncio.get_running_loop().create_task(coro)
     _background_tasks.add(task)
     task.add_done_callback(_background_tasks.discard)
+
+
+def _answer(waiting: asyncio.Future[RpcOutcome], outcome: RpcOutcome | Deferred) -> None:
+    """Resolve ``waiting`` with ``outcome`` now, or when its future resolves."""
+    if isinstance(outcome, RpcOutcome):
+        if not waiting.done():
+            waiting.set_result(outcome)
+        return
+
+    def copy(done: asyncio.Future[Any]) -> None:
+        if waiting.done():
+            return
+        if done.cancelled():
+            waiting.cancel()
+        elif done.exception() is not None:
+            waiting.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            waiting.set_result(done.result())
+
+    outcome.future.add_done_callback(copy)
 
 
 def _log_write_failure(future: asyncio.Future[None]) -> None:

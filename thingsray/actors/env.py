@@ -12,7 +12,7 @@ from typing import Any
 from thingsray.actors.messages import DEVICE, Downlink, SessionRef
 from thingsray.actors.tenant import TenantView
 from thingsray.kv import JsonValue, Value
-from thingsray.runtime import ActorHost, Address
+from thingsray.runtime import ActorHost, Address, PartitionTable, Router
 from thingsray.storage import Database, connect
 from thingsray.storage.attributes import AttributeScope
 from thingsray.storage.writer import TelemetryWriter
@@ -22,12 +22,19 @@ log = logging.getLogger(__name__)
 
 class ShardEnv:
     def __init__(self, db: Database, writer: TelemetryWriter, *, shard: int) -> None:
+        from thingsray.rules.runtime_context import EngineServices
+
         self.db = db
         self.writer = writer
         self.shard = shard
         self.host: ActorHost | None = None
+        self.table: PartitionTable | None = None
+        self._router: Router | None = None
+        self._router_lock = asyncio.Lock()
         self._transports: dict[str, Any] = {}
         self._tenants: dict[uuid.UUID, TenantView] = {}
+        self.engine = EngineServices(db, writer, shard=shard, send=self.send)
+        """The rule engine's services on this shard; each tenant view runs its chains with them."""
 
     def tenant_view(self, tenant_id: uuid.UUID) -> TenantView:
         """The tenant's state on this shard (created on first use, kept while the shard lives)."""
@@ -41,8 +48,31 @@ class ShardEnv:
         return await self.db.fetchrow(
             "SELECT tenant_id, customer_id, device_profile_id, name, type FROM device WHERE id = $1", device_id)
 
-    def bind(self, host: ActorHost) -> None:
+    def bind(self, host: ActorHost, table: PartitionTable | None = None) -> None:
         self.host = host
+        self.table = table
+        self.engine.partitions = table  # rule nodes loading state at start keep only this shard's entities
+        # generators run from their chain's start, on the shard owning their originator: start them now
+        self.engine.background(self.engine.start_sources(self.tenant_view), what="starting the rule chains' generators")
+
+    def send(self, address: Address, message: Any) -> asyncio.Future[Any]:
+        """Ask an actor anywhere, without waiting: its own shard's host when that is this shard
+        (no bound on its mailbox, so an actor may message itself), else through a router to the
+        owning shard. The future resolves with the answer."""
+        if self.host is not None and (self.table is None or self.table.shard_of(address) == self.shard):
+            return self.host.post(address, message)
+        return asyncio.ensure_future(self._remote_ask(address, message))
+
+    async def _remote_ask(self, address: Address, message: Any) -> Any:
+        if self._router is None:
+            async with self._router_lock:
+                if self._router is None:
+                    from thingsray.runtime.cluster import connect_router
+
+                    assert self.table is not None
+                    owners = max(self.table.owners) + 1
+                    self._router = await asyncio.to_thread(connect_router, owners, self.table)
+        return await self._router.ask(address, message)
 
     async def push(self, session: SessionRef, downlink: Downlink) -> Any:
         """Hand a downlink to the transport actor holding the session; its answer (an RPC's
@@ -85,6 +115,11 @@ class ShardEnv:
             " AND d.key_id = a.attribute_key AND d.key = ANY($3::varchar[])", entity_id, scope, list(keys))
 
     async def close(self) -> None:
+        for view in self._tenants.values():
+            await view.rules.close()
+        await self.engine.close()
+        if self._router is not None:
+            await self._router.close()
         await self.db.close()
 
 
@@ -105,7 +140,9 @@ def make_setup(database_url: str, pool_size: int = 4) -> Callable[[int], Any]:
     """The shard setup (runs in the shard process): a pool and a writer of its own."""
     async def setup(shard: int) -> ShardEnv:
         db = await connect(database_url, min_size=1, max_size=pool_size)
-        return ShardEnv(db, TelemetryWriter(db), shard=shard)
+        env = ShardEnv(db, TelemetryWriter(db), shard=shard)
+        await env.engine.listen(database_url, env._tenants)
+        return env
 
     return setup
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thingsray.kv import Value
+from thingsray.rules.msg import TbMsg
 from thingsray.transports.payloads import TelemetryGroup
 from thingsray.transports.service import AttributeUpdate, DeviceIdentity, RpcRequest
 
@@ -96,6 +97,15 @@ class DeviceRpcDelivered:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientRpc:
+    """A device-side RPC (``v1/devices/me/rpc/request/{id}``); answered with what a rule chain's
+    RPC Call Reply node sends back, or None when no chain answers in time."""
+
+    method: str
+    params: Any
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimRequest:
     secret_key: str | None
     duration_ms: int | None
@@ -135,6 +145,52 @@ class ToDeviceRpc:
     params: Any
     oneway: bool
     timeout_ms: int
+    request_uuid: str | None = None
+    """Set by a rule chain's RPC Call Request node for a REST call's message (``ServerRpc``): the
+    outcome answers that call too."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRpc:
+    """A server-side RPC from the REST API. As in ThingsBoard it enters the device's rule chain as
+    RPC_CALL_FROM_SERVER_TO_DEVICE (data ``{"method", "params"}``, metadata ``requestUUID``,
+    ``expirationTime``, ``oneway``, ``persistent``) and reaches the device through the chain's
+    RPC Call Request node. Answered with the device's ``RpcOutcome``; TIMEOUT when nothing sent
+    it on before ``expiration_time`` (ms)."""
+
+    request_uuid: str
+    method: str
+    params: Any
+    oneway: bool
+    expiration_time: int
+    persistent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStateEvent:
+    """A rule chain's Device State node reports CONNECT_EVENT, ACTIVITY_EVENT, DISCONNECT_EVENT or
+    INACTIVITY_EVENT at ``ts``: the actor updates its state as if a transport saw it."""
+
+    event: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToRuleEngine:
+    """Run ``msg`` (about this actor's entity: an alarm's change over REST, an alarm node's action
+    message) where the entity's own messages start: a device's chain, else the tenant's root
+    chain. Answered once the chain has run and its writes are committed."""
+
+    tenant_id: uuid.UUID
+    msg: TbMsg
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRpcReply:
+    """A rule chain answers device-side RPC ``request_id`` with ``body``."""
+
+    request_id: int
+    body: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +230,8 @@ Downlink = PushAttributes | PushRpc | CloseSession
 
 DeviceMessage = (SessionOpened | SessionClosed | SubscriptionChanged | PostTelemetry | PostAttributes
                  | GetAttributes | DeviceRpcResponse | DeviceRpcDelivered | ClaimRequest | SaveAttributes
-                 | DeleteAttributes | SaveTimeseries | ToDeviceRpc | DeviceChanged | GetDeviceState)
+                 | DeleteAttributes | SaveTimeseries | ToDeviceRpc | DeviceChanged | GetDeviceState | ClientRpc
+                 | ClientRpcReply | ServerRpc | DeviceStateEvent | ToRuleEngine)
 
 
 class RpcStatus(enum.Enum):

@@ -84,13 +84,17 @@ class TenantActor(Actor):
 class TenantView:
     """The tenant's state on one shard, shared in-process by its device actors and its actor."""
 
-    __slots__ = ("db", "profiles", "tenant_id", "usage")
+    __slots__ = ("db", "profiles", "rules", "tenant_id", "usage")
 
     def __init__(self, tenant_id: uuid.UUID, env: ShardEnv) -> None:
+        from thingsray.rules.engine import TenantRules
+
         self.tenant_id = tenant_id
         self.db = env.db
         self.profiles: dict[uuid.UUID, ProfileInfo] = {}
         self.usage = Usage()
+        self.rules = TenantRules(tenant_id, env.engine)
+        """The tenant's rule chains as this shard runs them."""
 
     async def profile(self, profile_id: uuid.UUID) -> ProfileInfo | None:
         cached = self.profiles.get(profile_id)

@@ -12,6 +12,7 @@ from typing import Any
 from thingsray.actors.env import device_address
 from thingsray.actors.messages import (
     ClaimRequest,
+    ClientRpc,
     DeviceRpcDelivered,
     DeviceRpcResponse,
     GetAttributes,
@@ -142,9 +143,8 @@ class PlatformTransportService:
         await self.router.tell(device_address(device.device_id), DeviceRpcDelivered(request_id))
 
     async def client_rpc(self, device: DeviceIdentity, method: str, params: Any) -> Any:
-        # device-side RPC is answered by rule chains (RPC Call Reply); until the rule engine lands,
-        # no chain answers, and the device gets ThingsBoard's answer for an unhandled request
-        return {"error": f"no rule chain handles the device RPC '{method}'"}
+        """Answered by the device's rule chain (RPC Call Reply); None when no chain answers."""
+        return await self.router.ask(device_address(device.device_id), ClientRpc(method, params))
 
     async def claim(self, device: DeviceIdentity, secret_key: str | None, duration_ms: int | None) -> None:
         await self.router.tell(device_address(device.device_id), ClaimRequest(secret_key, duration_ms, now_ms()))

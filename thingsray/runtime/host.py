@@ -125,6 +125,21 @@ class ActorHost:
         await self._enqueue(address, message, future)
         return future
 
+    def post(self, address: Address, message: Any) -> asyncio.Future[Any]:
+        """Queue a message without waiting for room (the mailbox may go past its bound) and
+        return the future of its reply. For an actor's follow-ups from inside a receive, where
+        waiting for room in a full mailbox (maybe its own) could never end."""
+        if self._stopped:
+            raise HostStopped(f"the actor host is stopped; {address} is not reachable here")
+        if address.kind not in self._factories:
+            raise UnknownActorKind(f"no actor kind '{address.kind}' is registered (address {address})")
+        cell = self._cells.get(address)
+        if cell is None:
+            cell = self._cells[address] = _Cell()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._put(address, cell, message, future)
+        return future
+
     async def _enqueue(self, address: Address, message: Any, future: asyncio.Future[Any] | None) -> None:
         if self._stopped:
             raise HostStopped(f"the actor host is stopped; {address} is not reachable here")

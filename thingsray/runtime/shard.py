@@ -111,7 +111,7 @@ class ShardActor:
             env = await self._setup(self.core.index)
             bind = getattr(env, "bind", None)
             if bind is not None:
-                bind(self.core.host)  # lets actors schedule messages to themselves
+                bind(self.core.host, self.core.table)  # lets actors message themselves and other shards
             self.core.host.env = env
 
     async def deliver(self, batch: Batch) -> list[Reply]:

@@ -2,11 +2,13 @@
 
 Telemetry and attribute writes, attribute deletes and RPC all go to the entity's actor (a
 device actor for devices, an entity actor for assets, customers and the rest), which persists,
-updates its live state and pushes to the device; reads go to the database directly.
+updates its live state and pushes to the device; reads go to the database directly. A
+server-side RPC and an alarm's change enter the rule engine there, as in ThingsBoard.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -17,15 +19,20 @@ from thingsray.actors.messages import (
     DeviceChanged,
     GetDeviceState,
     RpcOutcome,
+    RpcStatus,
     SaveAttributes,
     SaveTimeseries,
-    ToDeviceRpc,
+    ServerRpc,
+    ToRuleEngine,
 )
 from thingsray.actors.tenant import TENANT, GetUsage, ProfileChanged
 from thingsray.kv import Value
+from thingsray.rules.msg import TbMsg
 from thingsray.runtime import Address, Router
 from thingsray.storage.entities import now_ms
 from thingsray.transports.payloads import TelemetryGroup
+
+RPC_MARGIN_S = 5.0
 
 
 def address_of(entity_type: str, entity_id: uuid.UUID) -> Address:
@@ -50,10 +57,24 @@ class LiveData:
         await self.router.ask(address_of(entity_type, entity_id), SaveTimeseries(tuple(groups), now_ms()))
 
     async def rpc(self, device_id: uuid.UUID, method: str, params: Any, *, oneway: bool,
-                  timeout_ms: int) -> RpcOutcome:
-        outcome: RpcOutcome = await self.router.ask(Address(DEVICE, str(device_id)),
-                                                    ToDeviceRpc(method, params, oneway, timeout_ms))
+                  timeout_ms: int, persistent: bool = False) -> RpcOutcome:
+        """A server-side RPC through the device's rule chain (as ThingsBoard sends it): the
+        device's answer, or TIMEOUT when none came within ``timeout_ms``."""
+        expiration = now_ms() + timeout_ms
+        request = ServerRpc(str(uuid.uuid4()), method, params, oneway, expiration, persistent)
+        try:
+            # the device actor answers at the expiration; the margin covers a restarted actor
+            async with asyncio.timeout(timeout_ms / 1000 + RPC_MARGIN_S):
+                outcome: RpcOutcome = await self.router.ask(Address(DEVICE, str(device_id)), request)
+        except TimeoutError:
+            return RpcOutcome(RpcStatus.TIMEOUT, 0)
         return outcome
+
+    async def rule_engine(self, tenant_id: uuid.UUID, msg: TbMsg) -> None:
+        """Start ``msg`` where its originator's messages start, through the shard that owns the
+        originator; returns once that shard has it (not once the chain has run)."""
+        originator = msg.originator
+        await self.router.tell(address_of(originator.entity_type, originator.id), ToRuleEngine(tenant_id, msg))
 
     async def device_changed(self, device_id: uuid.UUID, kind: str) -> None:
         """Tell the live device actor its entity changed ("UPDATED", "DELETED", "CREDENTIALS_UPDATED")."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from thingsray.config import Settings
+from thingsray.rules.msg import EntityId, MsgType, TbMsg
+from thingsray.runtime import ActorError
 from thingsray.serve_app.audit import AuditLog
 from thingsray.serve_app.errors import ServiceUnavailable
 from thingsray.serve_app.live import LiveData
@@ -19,11 +22,16 @@ from thingsray.serve_app.security import (
     load_signing_key,
 )
 from thingsray.storage import database as database_module
+from thingsray.storage.alarms import AlarmChange
 from thingsray.storage.credentials import CredentialStore, build_cache
 from thingsray.storage.database import Database
-from thingsray.storage.entities import EntityRepository, EntityTable
+from thingsray.storage.entities import NULL_UUID, EntityRepository, EntityTable
 
 log = logging.getLogger(__name__)
+
+ALARM_ACTIONS = {MsgType.ALARM_CREATED: MsgType.ENTITY_CREATED, MsgType.ALARM_UPDATED: MsgType.ENTITY_UPDATED,
+                 MsgType.ALARM_SEVERITY_UPDATED: MsgType.ENTITY_UPDATED}
+"""The message ThingsBoard sends for an alarm saved over REST (its ADDED / UPDATED entity action)."""
 
 
 @dataclass
@@ -63,6 +71,28 @@ class Services:
         return cls(settings=settings, db=db, tokens=tokens, revocations=revocations,
                    login_limiter=limiter, audit=AuditLog(db), credentials=credentials, redis=redis,
                    live=_connect_live(settings))
+
+    async def alarm_changed(self, change: AlarmChange) -> None:
+        """Hand an alarm's change over REST to the rule engine, as ThingsBoard's entity action
+        service does: a message about the alarm's originator with the alarm as its body, of the
+        change's type (ALARM_ACK, ALARM_CLEAR, ALARM_DELETE, ALARM_ASSIGNED, ALARM_UNASSIGNED; a
+        created or updated alarm is ENTITY_CREATED / ENTITY_UPDATED), started where the
+        originator's messages start, on the shard that owns it. Returns once that shard has it."""
+        if change.msg_type is None:
+            return
+        alarm = change.alarm
+        if self.live is None:
+            log.debug("alarm %s %s: no shards here to run the rule engine", alarm["id"]["id"], change.msg_type)
+            return
+        msg_type = ALARM_ACTIONS.get(change.msg_type, change.msg_type)
+        customer = (alarm.get("customerId") or {}).get("id")
+        metadata = {"customerId": customer} if customer and customer != str(NULL_UUID) else {}
+        msg = TbMsg(msg_type, EntityId.parse(alarm["originator"]), alarm, metadata,
+                    customer_id=uuid.UUID(customer) if metadata else None)
+        try:
+            await self.live.rule_engine(uuid.UUID(alarm["tenantId"]["id"]), msg)
+        except ActorError as exc:  # the change itself is done; only its rule engine message is lost
+            log.warning("alarm %s %s did not reach the rule engine: %s", alarm["id"]["id"], msg_type, exc)
 
     def require_live(self) -> LiveData:
         if self.live is None:

@@ -1,6 +1,7 @@
 """One APIRouter per area; ``ALL`` is what the application mounts, in this order."""
 
 from thingsray.serve_app.routers import (
+    alarms,
     assets,
     audit_logs,
     auth,
@@ -9,8 +10,11 @@ from thingsray.serve_app.routers import (
     device_profiles,
     devices,
     entity_views,
+    events,
     relations,
     rpc,
+    rule_chain_transfer,
+    rule_chains,
     telemetry,
     tenants,
     usage,
@@ -19,4 +23,5 @@ from thingsray.serve_app.routers import (
 
 ALL = (auth.router, tenants.router, customers.router, users.router, device_profiles.router, devices.router,
        assets.router, dashboards.router, entity_views.router, relations.router, audit_logs.router,
-       telemetry.router, rpc.router, usage.router)
+       telemetry.router, rpc.router, usage.router, alarms.router,
+       rule_chains.router, rule_chain_transfer.router, events.router)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
+from thingsray.rules.profile_alarms import AlarmRulesError, parse_alarms
 from thingsray.serve_app import crud
 from thingsray.serve_app.access import id_of, load
 from thingsray.serve_app.audit import ActionType
@@ -160,6 +161,10 @@ async def save_device_profile(body: DeviceProfileIn, principal: PrincipalDep,
         if name not in fields:
             fields[name] = existing[name] if existing is not None else getattr(body, name)
     fields["profileData"] = _profile_data(body, fields["transportType"], existing)
+    try:
+        parse_alarms(fields["profileData"])  # a profile whose alarm rules cannot run is refused
+    except AlarmRulesError as exc:
+        raise BadRequest(str(exc)) from None
     async with services.db.transaction() as conn:
         if existing is not None and existing["transportType"] != fields["transportType"] and await conn.fetchval(
                 "SELECT 1 FROM device WHERE device_profile_id = $1 LIMIT 1", profile_id):

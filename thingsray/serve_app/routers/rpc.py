@@ -1,6 +1,9 @@
 """Server-side RPC: ThingsBoard's RpcV1Controller (/api/plugins/rpc) and RpcV2Controller (/api/rpc).
 
-A call goes to the device's actor (``services.live.rpc``) and waits for its outcome. The two APIs
+A call goes to the device's actor (``services.live.rpc``), which runs it through the device's rule
+chain as RPC_CALL_FROM_SERVER_TO_DEVICE; the chain's RPC Call Request node sends it to the device,
+and the call waits for the device's answer (ThingsBoard's way: a chain without that node never
+sends it, and the call times out). The two APIs
 differ only in their failure codes: v1 answers 408 on timeout and 409 when no session takes RPC,
 v2 answers 504 for both. A persistent call is stored (table ``rpc``, status QUEUED) and answered
 at once with ``{"rpcId"}``; its delivery is attempted in the background.
@@ -142,7 +145,7 @@ async def _deliver(services: Services, live: Any, rpc_id: uuid.UUID, device_id: 
                    oneway: bool, timeout_ms: int) -> None:
     try:
         outcome: RpcOutcome = await live.rpc(device_id, body.method, body.params, oneway=oneway,
-                                             timeout_ms=timeout_ms)
+                                             timeout_ms=timeout_ms, persistent=True)
         status = {RpcStatus.SUCCESSFUL: "SUCCESSFUL", RpcStatus.DELIVERED: "SUCCESSFUL" if oneway else "DELIVERED",
                   RpcStatus.TIMEOUT: "TIMEOUT"}.get(outcome.status)
         if status is not None:

@@ -127,6 +127,8 @@ class MqttSession:
         self._acker: asyncio.Task[None] | None = None
         self._tasks = 0
         """Publishes on the general path (``_process`` tasks) not finished yet."""
+        self._rpc_waiters: set[asyncio.Task[None]] = set()
+        """Device-side RPCs waiting for a rule chain's answer (their publish is acknowledged)."""
 
     @property
     def session_id(self) -> str:
@@ -233,6 +235,8 @@ class MqttSession:
         self.state = State.CLOSED
         if self._acker is not None:
             self._acker.cancel()  # what is in flight still reaches the platform; its acks cannot leave
+        for waiter in list(self._rpc_waiters):
+            waiter.cancel()
         for future in self._awaiting_ack.values():
             if not future.done():
                 future.cancel()
@@ -408,11 +412,21 @@ class MqttSession:
         if body["method"] == "getSessionLimits":
             await self._send(topic, self.service.session_limits(self.device).to_json(self.device.gateway))
             return
-        try:
-            answer = await self.service.client_rpc(self.device, body["method"], body.get("params"))
-        except Exception as exc:
-            answer = {"error": str(exc) or type(exc).__name__}
-        await self._send(topic, answer)
+        device = self.device
+
+        async def answer_when_ready() -> None:
+            # the publish is acknowledged now; the rule chain's answer (RPC Call Reply) may take a
+            # while, and nothing is sent when no chain answers, as with ThingsBoard
+            try:
+                answer = await self.service.client_rpc(device, body["method"], body.get("params"))
+            except Exception as exc:
+                answer = {"error": str(exc) or type(exc).__name__}
+            if answer is not None and self.state is State.CONNECTED:
+                await self._send(topic, answer)
+
+        waiter = asyncio.get_running_loop().create_task(answer_when_ready())
+        self._rpc_waiters.add(waiter)
+        waiter.add_done_callback(self._rpc_waiters.discard)
 
     async def _subscribe(self, packet: Subscribe) -> None:
         assert self.device is not None
