@@ -156,10 +156,11 @@ def listening_sockets(processes: list[psutil.Process]) -> list[tuple[str, str, i
 
 
 class FirstUp:
-    def __init__(self, up: UpProcess, url: str, ignored_env_port: int) -> None:
+    def __init__(self, up: UpProcess, url: str, ignored_env_port: int, mqtt_port: int) -> None:
         self.up = up
         self.url = url
         self.ignored_env_port = ignored_env_port
+        self.mqtt_port = mqtt_port
         self.returncode: int | None = None
         self.leftovers: list[psutil.Process] = []
 
@@ -175,15 +176,15 @@ def first_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstUp]:
     """``up --demo`` on a fresh data directory, with a stray RAY_ADDRESS and a THINGSRAY_HTTP_PORT
     that the --http-port flag overrides."""
     data_dir = tmp_path_factory.mktemp("up")
-    http_port, env_port = free_port(), free_port()
+    http_port, env_port, mqtt_port = free_port(), free_port(), free_port()
     env = child_env(RAY_ADDRESS="127.0.0.1:1", THINGSRAY_HTTP_PORT=str(env_port))
     up = UpProcess(data_dir, data_dir.parent / f"{data_dir.name}-first.log",
-                   ["--host", "127.0.0.1", "--http-port", str(http_port), "--mqtt-port", str(free_port()),
+                   ["--host", "127.0.0.1", "--http-port", str(http_port), "--mqtt-port", str(mqtt_port),
                     "--coap-port", str(free_port()), "--demo"], env)
     try:
         url = f"http://127.0.0.1:{http_port}"
         up.wait_ready(url)
-        yield FirstUp(up, url, env_port)
+        yield FirstUp(up, url, env_port, mqtt_port)
     finally:
         up.kill()
 
@@ -227,6 +228,38 @@ def test_nothing_up_started_listens_beyond_loopback(first_up: FirstUp):
     assert ("127.0.0.1", int(first_up.url.rsplit(":", 1)[1])) in {(ip, port) for _, ip, port in sockets}
     exposed = [s for s in sockets if not is_loopback(s[1])]
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+@slow
+def test_a_log_node_of_the_root_chain_writes_to_the_shard_log(first_up: FirstUp):
+    """The default root chain logs device RPC requests ("Log RPC from Device", a TBEL script)
+    into the shard logs whose place ``up`` prints."""
+    import json as _json
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    client.username_pw_set("A1_TEST_TOKEN")
+    client.connect("127.0.0.1", first_up.mqtt_port)
+    client.loop_start()
+    try:
+        marker = unique("log-node-marker")
+        info = client.publish("v1/devices/me/rpc/request/1", _json.dumps({"method": marker, "params": {}}), qos=1)
+        info.wait_for_publish(30)
+        logs = re.search(r"logs +(\S+)", first_up.up.output())
+        assert logs, first_up.up.output()
+
+        def shard_logs() -> str:
+            return "".join(p.read_text(errors="replace") for p in Path(logs.group(1)).glob("shard-*.log"))
+
+        deadline = time.monotonic() + 60
+        while marker not in shard_logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "Incoming message:" in shard_logs() and marker in shard_logs()
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 @slow

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from thingsray import __version__
@@ -73,6 +74,7 @@ def banner(settings: Settings, http_url: str, mqtt_port: int | None = None,
         lines.append(f"MQTT          mqtt://{host}:{mqtt_port}   (devices: v1/devices/me/telemetry)")
     if mqtt_tls_port is not None:
         lines.append(f"MQTT over TLS mqtts://{host}:{mqtt_tls_port}")
+    lines.append(f"logs          {Path(settings.data_dir).expanduser() / 'logs'}   (rule chains' Log nodes, shards)")
     if settings.demo:
         lines.append("demo accounts " + ", ".join(f"{user} / {password}" for user, password in DEMO_ACCOUNTS))
         if not settings.loopback_only:

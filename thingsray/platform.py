@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from thingsray.config import ConfigError, Settings
 from thingsray.runtime import PartitionTable
@@ -187,6 +188,11 @@ class Platform:
                          runtime_env={"env_vars": LOOPBACK_RAY_ENV})
         self._started_ray = True
 
+    @property
+    def log_dir(self) -> str:
+        """Where shards write their logs (rule chains' Log nodes among them)."""
+        return str(Path(self.settings.data_dir).expanduser() / "logs")
+
     def _start_shards(self) -> None:
         from thingsray.actors import FACTORIES
         from thingsray.actors.env import make_setup
@@ -196,7 +202,8 @@ class Platform:
         count = self.settings.shards
         self.progress(f"actors: starting {count} shard{'s' if count > 1 else ''}")
         self._shards = start_shards(count, FACTORIES, partition_table(self.settings),
-                                    setup=make_setup(self.database_url))
+                                    setup=make_setup(self.database_url, log_level=self.settings.log_level,
+                                                     log_dir=self.log_dir))
 
     def _start_transports(self) -> None:
         """``mqtt_transports`` listener processes share the MQTT port (SO_REUSEPORT): the kernel

@@ -136,9 +136,35 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.warning("a timer message was not delivered: %r", task.exception())
 
 
-def make_setup(database_url: str, pool_size: int = 4) -> Callable[[int], Any]:
-    """The shard setup (runs in the shard process): a pool and a writer of its own."""
+def configure_logging(level: str, log_file: str | None = None) -> None:
+    """thingsray's loggers in a Ray worker process: at the platform's level, to ``log_file``
+    (rotated: 10 MiB x 5) and to stderr (the worker's log file in Ray's session directory).
+    Without it a worker's root logger drops everything below WARNING, rule chains' Log nodes
+    included."""
+    logger = logging.getLogger("thingsray")
+    logger.setLevel(level.upper())
+    if any(getattr(h, "_thingsray", False) for h in logger.handlers):
+        return
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        from logging.handlers import RotatingFileHandler
+        from pathlib import Path
+
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(RotatingFileHandler(log_file, maxBytes=10 * 1024 * 1024, backupCount=5))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._thingsray = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+def make_setup(database_url: str, pool_size: int = 4, log_level: str = "INFO",
+               log_dir: str | None = None) -> Callable[[int], Any]:
+    """The shard setup (runs in the shard process): logging (to ``log_dir/shard-<n>.log`` when
+    given), a pool and a writer of its own."""
     async def setup(shard: int) -> ShardEnv:
+        configure_logging(log_level, f"{log_dir}/shard-{shard}.log" if log_dir else None)
         db = await connect(database_url, min_size=1, max_size=pool_size)
         env = ShardEnv(db, TelemetryWriter(db), shard=shard)
         await env.engine.listen(database_url, env._tenants)
