@@ -203,7 +203,10 @@ class Platform:
         self.progress(f"actors: starting {count} shard{'s' if count > 1 else ''}")
         self._shards = start_shards(count, FACTORIES, partition_table(self.settings),
                                     setup=make_setup(self.database_url, log_level=self.settings.log_level,
-                                                     log_dir=self.log_dir))
+                                                     log_dir=self.log_dir, engine_options={
+                                                         "debug_event_ttl_s": self.settings.debug_event_ttl,
+                                                         "debug_events_per_entity":
+                                                             self.settings.debug_events_per_entity}))
 
     def _start_transports(self) -> None:
         """``mqtt_transports`` listener processes share the MQTT port (SO_REUSEPORT): the kernel

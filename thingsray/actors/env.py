@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class ShardEnv:
-    def __init__(self, db: Database, writer: TelemetryWriter, *, shard: int) -> None:
+    def __init__(self, db: Database, writer: TelemetryWriter, *, shard: int,
+                 engine_options: dict[str, Any] | None = None) -> None:
         from thingsray.rules.runtime_context import EngineServices
 
         self.db = db
@@ -33,7 +34,7 @@ class ShardEnv:
         self._router_lock = asyncio.Lock()
         self._transports: dict[str, Any] = {}
         self._tenants: dict[uuid.UUID, TenantView] = {}
-        self.engine = EngineServices(db, writer, shard=shard, send=self.send)
+        self.engine = EngineServices(db, writer, shard=shard, send=self.send, **(engine_options or {}))
         """The rule engine's services on this shard; each tenant view runs its chains with them."""
 
     def tenant_view(self, tenant_id: uuid.UUID) -> TenantView:
@@ -54,6 +55,8 @@ class ShardEnv:
         self.engine.partitions = table  # rule nodes loading state at start keep only this shard's entities
         # generators run from their chain's start, on the shard owning their originator: start them now
         self.engine.background(self.engine.start_sources(self.tenant_view), what="starting the rule chains' generators")
+        if self.shard == 0:
+            self.engine.start_pruning()
 
     def send(self, address: Address, message: Any) -> asyncio.Future[Any]:
         """Ask an actor anywhere, without waiting: its own shard's host when that is this shard
@@ -160,13 +163,13 @@ def configure_logging(level: str, log_file: str | None = None) -> None:
 
 
 def make_setup(database_url: str, pool_size: int = 4, log_level: str = "INFO",
-               log_dir: str | None = None) -> Callable[[int], Any]:
+               log_dir: str | None = None, engine_options: dict[str, Any] | None = None) -> Callable[[int], Any]:
     """The shard setup (runs in the shard process): logging (to ``log_dir/shard-<n>.log`` when
     given), a pool and a writer of its own."""
     async def setup(shard: int) -> ShardEnv:
         configure_logging(log_level, f"{log_dir}/shard-{shard}.log" if log_dir else None)
         db = await connect(database_url, min_size=1, max_size=pool_size)
-        env = ShardEnv(db, TelemetryWriter(db), shard=shard)
+        env = ShardEnv(db, TelemetryWriter(db), shard=shard, engine_options=engine_options)
         await env.engine.listen(database_url, env._tenants)
         return env
 

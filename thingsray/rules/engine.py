@@ -156,9 +156,15 @@ class TenantRules:
         old = self._chains.pop(chain_id, None)
         self._root_known = False
         if old is not None:
-            self.services.background(old.close(), what=f"closing rule chain {chain_id}")
+            self.services.background(self._close_later(old), what=f"closing rule chain {chain_id}")
         log.info("rule chain %s of tenant %s %s: reloaded on its next message", chain_id, self.tenant_id,
                  event.lower())
+
+    async def _close_later(self, old: ChainRuntime) -> None:
+        """Close a replaced chain's nodes once the messages that started on it are surely done
+        (every node run is bounded by the node timeout)."""
+        await asyncio.sleep((self.services.node_timeout_s or 10.0) + 5.0)
+        await old.close()
 
     async def close(self) -> None:
         chains = [c for c in self._chains.values() if c is not None]

@@ -153,6 +153,22 @@ class EngineServices:
     async def prune_events(self) -> int:
         return await self.events.prune(self.debug_event_ttl_s, self.debug_events_per_entity)
 
+    def start_pruning(self, every_s: float = EVENT_PRUNE_S) -> None:
+        """Delete debug events past their TTL or beyond the newest N per node, every ``every_s``
+        (one shard does it for the platform)."""
+        async def prune_forever() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    removed = await self.prune_events()
+                except Exception as exc:
+                    log.warning("rule engine: pruning debug events failed: %r", exc)
+                    continue
+                if removed:
+                    log.info("rule engine: pruned %d debug events", removed)
+
+        self.background(prune_forever(), what="pruning debug events")
+
     # --- chain changes from other processes -----------------------------------------------------
     async def listen(self, database_url: str, tenants: Mapping[uuid.UUID, Any]) -> None:
         """Follow ``CHANNEL``: a saved chain reloads on every shard (``TenantRules.chain_changed``)."""
