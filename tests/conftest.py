@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -133,6 +134,24 @@ def other_tenant(base_url: str, platform: Platform) -> Iterator[httpx.Client]:
 def anonymous(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=30) as client:
         yield client
+
+
+EVENTUALLY_S = 20.0
+"""A bound on waiting for what should happen at once; never a speed assertion."""
+
+
+def eventually(check: Any, what: str = "condition", wait: float = EVENTUALLY_S) -> Any:
+    """Poll ``check()`` until it returns something truthy (returned), or fail after ``wait`` s."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {wait} s")
+        time.sleep(0.02)
 
 
 def unique(prefix: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 import ray
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.conftest import eventually as _eventually
 from tests.conftest import unique
 from thingsray.actors.messages import DEVICE, GetDeviceState, RpcStatus, SaveAttributes, ToDeviceRpc
 from thingsray.platform import partition_table
@@ -26,14 +27,7 @@ WAIT = 15.0  # a bound on waiting for what should happen at once; never a speed 
 
 
 def eventually(check: Any, what: str = "condition") -> Any:
-    deadline = time.monotonic() + WAIT
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {WAIT} s")
-        time.sleep(0.02)
+    return _eventually(check, what, WAIT)
 
 
 @pytest.fixture

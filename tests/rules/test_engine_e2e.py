@@ -15,21 +15,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import unique
+from tests.conftest import eventually, unique
 
 WAIT = 20.0  # a bound on waiting for what should happen at once; never a speed assertion
 P = "org.thingsboard.rule.engine."
-
-
-def eventually(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {WAIT} s")
-        time.sleep(0.05)
 
 
 def make_device(client: httpx.Client) -> dict[str, str]:

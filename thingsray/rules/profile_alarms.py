@@ -14,10 +14,9 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from thingsray.kv import JsonValue, Value
+from thingsray.kv import JsonValue, Value, java_double
 from thingsray.storage.alarms import SEVERITIES
 
 KEY_TYPES = ("TIME_SERIES", "ATTRIBUTE", "ENTITY_FIELD", "CONSTANT")
@@ -495,20 +494,6 @@ def to_text(value: Value | Any) -> str:
     return str(value)
 
 
-def java_double(x: float) -> str:
-    """``Double.toString``: ``25.0``, ``1.0E7``, ``1.5E-5``."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    if x == 0:
-        return "-0.0" if math.copysign(1, x) < 0 else "0.0"
-    if 1e-3 <= abs(x) < 1e7:
-        return repr(x)
-    sign, digits, exponent = Decimal(repr(x)).normalize().as_tuple()
-    text = "".join(map(str, digits))
-    mantissa = text[0] + "." + (text[1:] or "0")
-    return ("-" if sign else "") + f"{mantissa}E{len(text) - 1 + int(exponent)}"
 
 
 def split_list(text: str) -> list[str]:

@@ -129,18 +129,13 @@ class ActorHost:
         """Queue a message without waiting for room (the mailbox may go past its bound) and
         return the future of its reply. For an actor's follow-ups from inside a receive, where
         waiting for room in a full mailbox (maybe its own) could never end."""
-        if self._stopped:
-            raise HostStopped(f"the actor host is stopped; {address} is not reachable here")
-        if address.kind not in self._factories:
-            raise UnknownActorKind(f"no actor kind '{address.kind}' is registered (address {address})")
-        cell = self._cells.get(address)
-        if cell is None:
-            cell = self._cells[address] = _Cell()
+        cell = self._cell(address)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._put(address, cell, message, future)
         return future
 
-    async def _enqueue(self, address: Address, message: Any, future: asyncio.Future[Any] | None) -> None:
+    def _cell(self, address: Address) -> _Cell:
+        """The address's cell (created on first use); refused when stopped or of an unknown kind."""
         if self._stopped:
             raise HostStopped(f"the actor host is stopped; {address} is not reachable here")
         if address.kind not in self._factories:
@@ -148,6 +143,10 @@ class ActorHost:
         cell = self._cells.get(address)
         if cell is None:
             cell = self._cells[address] = _Cell()
+        return cell
+
+    async def _enqueue(self, address: Address, message: Any, future: asyncio.Future[Any] | None) -> None:
+        cell = self._cell(address)
         while cell.mailbox is not None and len(cell.mailbox) >= self.mailbox_size:
             if cell.room is None:
                 cell.room = asyncio.Event()

@@ -4,7 +4,6 @@ to the database directly."""
 
 from __future__ import annotations
 
-import decimal
 import json
 import math
 import uuid
@@ -12,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from thingsray.kv import JsonValue, Value, to_json_value
+from thingsray.kv import JsonValue, Value, java_double, to_json_value
 from thingsray.serve_app.access import load
 from thingsray.serve_app.audit import ActionType
 from thingsray.serve_app.deps import PrincipalDep, ServicesDep, parse_uuid
@@ -81,20 +80,6 @@ def _keys(keys: str | None, key: list[str] | None) -> list[str] | None:
 
 
 # --- answer shapes -------------------------------------------------------------------------------
-def java_double(value: float) -> str:
-    """A double as Java's ``Double.toString`` writes it (ThingsBoard's string answers)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == 0:
-        return "-0.0" if math.copysign(1, value) < 0 else "0.0"
-    if 1e-3 <= abs(value) < 1e7:
-        return repr(value)
-    sign, digits, exponent = decimal.Decimal(repr(value)).as_tuple()
-    text = "".join(map(str, digits)).rstrip("0") or "0"
-    power = len(digits) - 1 + int(exponent)
-    return f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}E{power}"
 
 
 def as_string(value: Value) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
+from thingsray.kv import java_double
 from thingsray.rules.script.errors import ScriptRuntimeError
 
 MAX_CALL_DEPTH = 100
@@ -166,23 +166,6 @@ _TYPE_NAMES: dict[type, str] = {float: "Double", str: "String", list: "List", di
 # ---- printing (Java's String.valueOf)
 
 
-def java_double(d: float) -> str:
-    """Java's Double.toString: 1.0, 0.001, 1.0E7, 1.234E-5, NaN, Infinity."""
-    if d != d:
-        return "NaN"
-    if d in (math.inf, -math.inf):
-        return "Infinity" if d > 0 else "-Infinity"
-    if d == 0:
-        return "-0.0" if math.copysign(1.0, d) < 0 else "0.0"
-    a = abs(d)
-    if 1e-3 <= a < 1e7:
-        s = repr(d)
-        return s if ("." in s or "e" in s) else s + ".0"
-    _, digits, exp = Decimal(repr(a)).as_tuple()
-    ds = "".join(map(str, digits)).rstrip("0") or "0"
-    e10 = len(digits) + int(exp) - 1
-    mantissa = ds[0] + "." + (ds[1:] or "0")
-    return ("-" if d < 0 else "") + f"{mantissa}E{e10}"
 
 
 def to_str(v: object) -> str:
