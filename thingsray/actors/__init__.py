@@ -2,10 +2,12 @@
 
 from thingsray.actors.device import DeviceActor
 from thingsray.actors.entity import EntityActor
+from thingsray.actors.live import LIVE, LiveWatchActor
 from thingsray.actors.messages import DEVICE, ENTITY
 from thingsray.actors.tenant import TENANT, TenantActor
 
-FACTORIES = {DEVICE: DeviceActor, ENTITY: EntityActor, TENANT: TenantActor}
+FACTORIES = {DEVICE: DeviceActor, ENTITY: EntityActor, TENANT: TenantActor, LIVE: LiveWatchActor}
 """Actor kind -> factory, as the shards are given them."""
 
-__all__ = ["DEVICE", "ENTITY", "FACTORIES", "TENANT", "DeviceActor", "EntityActor", "TenantActor"]
+__all__ = ["DEVICE", "ENTITY", "FACTORIES", "LIVE", "TENANT", "DeviceActor", "EntityActor", "LiveWatchActor",
+           "TenantActor"]

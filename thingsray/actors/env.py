@@ -12,6 +12,7 @@ from typing import Any
 from thingsray.actors.messages import DEVICE, Downlink, SessionRef
 from thingsray.actors.tenant import TenantView
 from thingsray.kv import JsonValue, Value
+from thingsray.live.shard import LivePublisher
 from thingsray.runtime import ActorHost, Address, PartitionTable, Router
 from thingsray.storage import Database, connect
 from thingsray.storage.attributes import AttributeScope
@@ -35,6 +36,10 @@ class ShardEnv:
         self._transports: dict[str, Any] = {}
         self._tenants: dict[uuid.UUID, TenantView] = {}
         self.engine = EngineServices(db, writer, shard=shard, send=self.send, **(engine_options or {}))
+        self.live = LivePublisher()
+        """Who watches what on this shard; every commit of the writer is published to them."""
+        writer.on_commit = self.live.committed
+        self.engine.live = self.live
         """The rule engine's services on this shard; each tenant view runs its chains with them."""
 
     def tenant_view(self, tenant_id: uuid.UUID) -> TenantView:
@@ -116,6 +121,12 @@ class ShardEnv:
         await self.db.execute(
             "DELETE FROM attribute_kv a USING key_dictionary d WHERE a.entity_id = $1 AND a.attribute_type = $2"
             " AND d.key_id = a.attribute_key AND d.key = ANY($3::varchar[])", entity_id, scope, list(keys))
+        self.live.attributes_deleted(entity_id, scope, keys)
+
+    async def poll(self, topic: str) -> tuple[bool, list[Any]]:
+        """A replica's live updates (``ShardActor.poll``): answered once there are some, or empty
+        after a while."""
+        return await self.live.poll(topic)
 
     async def close(self) -> None:
         for view in self._tenants.values():

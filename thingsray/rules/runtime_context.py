@@ -93,6 +93,8 @@ class EngineServices:
         self.debug_event_ttl_s = debug_event_ttl_s
         self.debug_events_per_entity = debug_events_per_entity
         self.background_failures = 0
+        self.live: Any = None
+        """The shard's LivePublisher (set by the shard): deletes made here are published too."""
         self.partitions: Any = None
         """The shard's ``PartitionTable`` (set when the shard binds its host): which entities are
         this shard's. None: every entity is (one shard, tests)."""
@@ -337,6 +339,8 @@ class RunContext:
             "DELETE FROM attribute_kv a USING key_dictionary d WHERE a.entity_id = $1 AND a.attribute_type = $2"
             " AND d.key_id = a.attribute_key AND d.key = ANY($3::varchar[])",
             entity.id, int(AttributeScope[scope]), list(keys))
+        if self.services.live is not None:
+            self.services.live.attributes_deleted(entity.id, scope, keys)
 
     # --- reads ----------------------------------------------------------------------------------
     async def get_attributes(self, entity: EntityId, scope: str, keys: Sequence[str]) -> dict[str, Value]:

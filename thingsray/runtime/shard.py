@@ -118,6 +118,15 @@ class ShardActor:
         await self.ready()
         return await self.core.deliver(batch)
 
+    async def poll(self, topic: str) -> Any:
+        """What the environment holds for ``topic`` (a long poll: the environment's ``poll``
+        answers when it has something); for pushes from shards to other processes."""
+        await self.ready()
+        poll = getattr(self.core.host.env, "poll", None)
+        if poll is None:
+            raise ActorError("this shard's environment has nothing to poll")
+        return await poll(topic)
+
     async def stats(self) -> dict[str, Any]:
         return self.core.stats()
 

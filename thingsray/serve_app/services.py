@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thingsray.config import Settings
+from thingsray.live.replica import LiveSubscriptions
 from thingsray.rules.msg import EntityId, MsgType, TbMsg
 from thingsray.runtime import ActorError
 from thingsray.serve_app.audit import AuditLog
@@ -46,6 +47,8 @@ class Services:
     redis: Any = None
     live: LiveData | None = None
     """Writes of live data through the shards; None where no shards run (the app on plain uvicorn)."""
+    subscriptions: LiveSubscriptions | None = None
+    """Live updates of entities for this replica's WebSockets; None where no shards run."""
 
     def repo(self, table: EntityTable) -> EntityRepository:
         return EntityRepository(self.db, table)
@@ -70,7 +73,7 @@ class Services:
         credentials = CredentialStore(db, await build_cache(redis, database_url))
         return cls(settings=settings, db=db, tokens=tokens, revocations=revocations,
                    login_limiter=limiter, audit=AuditLog(db), credentials=credentials, redis=redis,
-                   live=_connect_live(settings))
+                   **_connect_live(settings))
 
     async def alarm_changed(self, change: AlarmChange) -> None:
         """Hand an alarm's change over REST to the rule engine, as ThingsBoard's entity action
@@ -99,7 +102,14 @@ class Services:
             raise ServiceUnavailable("live data needs the platform's shards, which this process cannot reach")
         return self.live
 
+    def require_subscriptions(self) -> LiveSubscriptions:
+        if self.subscriptions is None:
+            raise ServiceUnavailable("live updates need the platform's shards, which this process cannot reach")
+        return self.subscriptions
+
     async def close(self) -> None:
+        if self.subscriptions is not None:
+            await self.subscriptions.close()
         if self.live is not None:
             await self.live.router.close()
         await self.credentials.close()
@@ -108,18 +118,19 @@ class Services:
         await self.db.close()
 
 
-def _connect_live(settings: Settings) -> LiveData | None:
-    """A router to the shards, when this process runs inside the platform's Ray."""
+def _connect_live(settings: Settings) -> dict[str, Any]:
+    """A router to the shards and live subscriptions, when this process runs inside the platform's Ray."""
     import ray
 
     if not ray.is_initialized():
-        return None
+        return {}
     from thingsray.platform import partition_table
-    from thingsray.runtime.cluster import connect_router
+    from thingsray.runtime.cluster import SHARD_PREFIX, connect_router, shard_name
 
     try:
         router = connect_router(settings.shards, partition_table(settings))
+        shards = [ray.get_actor(shard_name(SHARD_PREFIX, i)) for i in range(settings.shards)]
     except ValueError:
-        log.warning("no shards are running: live data (telemetry writes, RPC) is unavailable here")
-        return None
-    return LiveData(router)
+        log.warning("no shards are running: live data (telemetry writes, RPC, live updates) is unavailable here")
+        return {}
+    return {"live": LiveData(router), "subscriptions": LiveSubscriptions(router, shards)}

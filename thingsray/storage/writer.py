@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,8 @@ class TelemetryWriter:
         self._keys: dict[str, int] = {}
         self.commits = 0
         self.rows_written = 0
+        self.on_commit: Callable[[list[WriteRequest]], None] | None = None
+        """Told every group of requests once it is committed (live updates to subscribers)."""
 
     async def write(self, request: WriteRequest) -> None:
         """Returns once the request's rows are committed (or raises what the commit raised)."""
@@ -98,6 +100,11 @@ class TelemetryWriter:
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+            if self.on_commit is not None:
+                try:
+                    self.on_commit([request for request, _ in batch])
+                except Exception:
+                    log.exception("a commit listener failed; the commit itself stands")
 
     async def key_ids(self, conn: asyncpg.Connection, keys: Iterable[str]) -> dict[str, int]:
         missing = sorted({k for k in keys if k not in self._keys})

@@ -1,0 +1,105 @@
+"""The watching side, in each Serve replica: the sinks of its sockets by entity, the watches it
+holds on the shards, and one long poll per shard that brings their updates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from thingsray.live.shard import Watch
+from thingsray.live.updates import LiveUpdate
+from thingsray.runtime import Address, Router
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[LiveUpdate], None]
+LIVE = "live"  # the shards' actor kind of watches (thingsray.actors.live)
+RETRY_S = 0.5
+
+
+class LiveSubscriptions:
+    """One per replica. ``shards`` are the shard actor handles (their ``poll``), in index order."""
+
+    def __init__(self, router: Router, shards: list[Any], replica: str | None = None) -> None:
+        self.router = router
+        self.shards = shards
+        self.replica = replica or f"replica-{uuid.uuid4().hex}"
+        self._sinks: dict[uuid.UUID, list[Sink]] = {}
+        self._pollers: list[asyncio.Task[None]] = []
+        self._closed = False
+        self.delivered = 0
+
+    async def subscribe(self, entity_id: uuid.UUID, sink: Sink) -> Callable[[], Awaitable[None]]:
+        """From now on every committed update of ``entity_id`` reaches ``sink``; the returned
+        coroutine function stops it (call it exactly once, also when the socket broke)."""
+        self._start()
+        sinks = self._sinks.setdefault(entity_id, [])
+        sinks.append(sink)
+        if len(sinks) == 1:
+            await self.router.ask(Address(LIVE, str(entity_id)), Watch(self.replica, True))
+
+        async def unsubscribe() -> None:
+            current = self._sinks.get(entity_id)
+            if current is None or sink not in current:
+                return
+            current.remove(sink)
+            if not current:
+                del self._sinks[entity_id]
+                if not self._closed:
+                    try:
+                        await self.router.tell(Address(LIVE, str(entity_id)), Watch(self.replica, False))
+                    except Exception as exc:  # the shard forgets the watch when this replica stops polling
+                        log.debug("unwatching %s failed: %r", entity_id, exc)
+
+        return unsubscribe
+
+    @property
+    def watched(self) -> int:
+        return len(self._sinks)
+
+    def _start(self) -> None:
+        if not self._pollers and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._pollers = [loop.create_task(self._poll(index, shard)) for index, shard in enumerate(self.shards)]
+
+    async def _poll(self, index: int, shard: Any) -> None:
+        lost = False
+        while not self._closed:
+            try:
+                known, updates = await shard.poll.remote(self.replica)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not lost:
+                    log.warning("live updates from shard %d interrupted (%r); watching again", index, exc)
+                lost = True
+                await asyncio.sleep(RETRY_S)
+                continue
+            if lost or not known:  # the shard restarted and forgot our watches: renew them all
+                lost = False
+                if self._sinks:
+                    await self._rewatch()
+            for update in updates:
+                for sink in list(self._sinks.get(update.entity_id, ())):
+                    try:
+                        sink(update)
+                    except Exception:
+                        log.exception("a live update sink failed")
+                    self.delivered += 1
+
+    async def _rewatch(self) -> None:
+        for entity_id in list(self._sinks):
+            try:
+                await self.router.ask(Address(LIVE, str(entity_id)), Watch(self.replica, True))
+            except Exception as exc:
+                log.warning("watching %s again failed: %r", entity_id, exc)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._pollers:
+            task.cancel()
+        if self._pollers:
+            await asyncio.gather(*self._pollers, return_exceptions=True)
