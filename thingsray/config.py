@@ -71,6 +71,12 @@ class Settings:
     debug_events_per_entity: int = 10000
     """Newest debug events kept per rule node (and rule chain) and type; 0: no bound by count."""
     log_level: str = "INFO"
+    ws_max_subscriptions: int = 100
+    """Subscriptions one WebSocket may hold at once; more are refused with errorCode 2."""
+    ws_send_queue: int = 1000
+    """Updates waiting to be sent on one WebSocket; a client that falls further behind is closed."""
+    ws_max_cmds: int = 100
+    """Commands in one WebSocket message."""
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -95,7 +101,8 @@ class Settings:
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{setting_names(port_name)} must be between 0 and 65535, got {port}")
         for name in ("access_token_ttl", "refresh_token_ttl", "serve_replicas", "shards", "mqtt_transports",
-                     "db_pool_size", "login_attempts_per_minute", "max_page_size"):
+                     "db_pool_size", "login_attempts_per_minute", "max_page_size",
+                     "ws_max_subscriptions", "ws_send_queue", "ws_max_cmds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{setting_names(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("debug_event_ttl", "debug_events_per_entity"):

@@ -39,7 +39,13 @@ class LiveSubscriptions:
         sinks = self._sinks.setdefault(entity_id, [])
         sinks.append(sink)
         if len(sinks) == 1:
-            await self.router.ask(Address(LIVE, str(entity_id)), Watch(self.replica, True))
+            try:
+                await self.router.ask(Address(LIVE, str(entity_id)), Watch(self.replica, True))
+            except BaseException:  # failed or cancelled: leave nothing registered behind
+                sinks.remove(sink)
+                if not sinks and self._sinks.get(entity_id) is sinks:
+                    del self._sinks[entity_id]
+                raise
 
         async def unsubscribe() -> None:
             current = self._sinks.get(entity_id)
