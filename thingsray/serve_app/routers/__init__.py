@@ -9,6 +9,7 @@ from thingsray.serve_app.routers import (
     dashboards,
     device_profiles,
     devices,
+    entity_query,
     entity_views,
     events,
     relations,
@@ -24,4 +25,4 @@ from thingsray.serve_app.routers import (
 ALL = (auth.router, tenants.router, customers.router, users.router, device_profiles.router, devices.router,
        assets.router, dashboards.router, entity_views.router, relations.router, audit_logs.router,
        telemetry.router, rpc.router, usage.router, alarms.router,
-       rule_chains.router, rule_chain_transfer.router, events.router)
+       rule_chains.router, rule_chain_transfer.router, events.router, entity_query.router)
