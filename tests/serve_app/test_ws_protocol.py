@@ -52,7 +52,7 @@ def test_general_message_carries_the_auth_token_and_typed_commands() -> None:
 @pytest.mark.parametrize(("cmd", "code", "message"), [
     ({"type": "NOPE", "cmdId": 7}, ErrorCode.BAD_REQUEST, "Unknown command type: NOPE"),
     ({"cmdId": 7}, ErrorCode.BAD_REQUEST, "Command type is missing"),
-    ({"type": "ENTITY_DATA", "cmdId": 7}, ErrorCode.BAD_REQUEST, "Command type ENTITY_DATA is not supported"),
+    ({"type": "NOTIFICATIONS", "cmdId": 7}, ErrorCode.BAD_REQUEST, "Command type NOTIFICATIONS is not supported"),
     ({"type": "TIMESERIES", "cmdId": -1, "entityId": "x"}, ErrorCode.BAD_REQUEST, "Cmd id is negative value!"),
     ({"type": "TIMESERIES", "cmdId": 7, "entityType": "DEVICE"}, ErrorCode.BAD_REQUEST, "Device id is empty!"),
     ({"type": "TIMESERIES", "cmdId": 7, "entityType": "DEVICE", "entityId": "x", "limit": "ten"},

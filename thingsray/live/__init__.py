@@ -13,6 +13,6 @@ The contract between the shards (which publish) and the Serve replicas (whose so
   for it (DESIGN.md sections 4 and 6).
 """
 
-from thingsray.live.updates import ATTRIBUTES, TIMESERIES, LiveUpdate
+from thingsray.live.updates import ALARM, ATTRIBUTES, TIMESERIES, LiveUpdate
 
-__all__ = ["ATTRIBUTES", "TIMESERIES", "LiveUpdate"]
+__all__ = ["ALARM", "ATTRIBUTES", "TIMESERIES", "LiveUpdate"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thingsray.kv import to_json_value
-from thingsray.live.updates import ATTRIBUTES, TIMESERIES, LiveUpdate
+from thingsray.live.updates import ALARM, ATTRIBUTES, TIMESERIES, LiveUpdate
 from thingsray.storage.attributes import AttributeScope
 from thingsray.storage.writer import WriteRequest
 
@@ -122,6 +122,16 @@ class LivePublisher:
         if entity_id in self.watchers:
             name = scope if isinstance(scope, str) else AttributeScope(scope).name
             self._publish(LiveUpdate(entity_id, ATTRIBUTES, name, {}, tuple(keys)))
+
+    def alarm_changed(self, entity_ids: Iterable[uuid.UUID], alarm_id: str, alarm: dict[str, Any] | None) -> None:
+        """An alarm shown on ``entity_ids`` changed (``alarm`` its AlarmInfo JSON now, None: deleted)."""
+        ts = int(time.time() * 1000)
+        for entity_id in entity_ids:
+            if entity_id in self.watchers:
+                if alarm is None:
+                    self._publish(LiveUpdate(entity_id, ALARM, None, {}, (alarm_id,)))
+                else:
+                    self._publish(LiveUpdate(entity_id, ALARM, None, {"alarm": [(ts, alarm)]}))
 
     def _publish(self, update: LiveUpdate) -> None:
         for replica in self.watchers.get(update.entity_id, ()):

@@ -8,6 +8,9 @@ from typing import Any
 
 TIMESERIES = "TIMESERIES"
 ATTRIBUTES = "ATTRIBUTES"
+ALARM = "ALARM"
+"""An alarm shown on the entity changed: ``values`` is ``{"alarm": [(ts, AlarmInfo JSON)]}``; a deleted
+alarm comes as ``deleted`` = (its id,) and no values."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,7 @@ class EngineServices:
         self._flusher: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: Any = None
+        self._alarm_reads = asyncio.Lock()
         self._tenants: Mapping[uuid.UUID, Any] = {}
         self._view_of: Callable[[uuid.UUID], Any] | None = None
         self.debug_event_ttl_s = debug_event_ttl_s
@@ -173,12 +174,16 @@ class EngineServices:
 
     # --- chain changes from other processes -----------------------------------------------------
     async def listen(self, database_url: str, tenants: Mapping[uuid.UUID, Any]) -> None:
-        """Follow ``CHANNEL``: a saved chain reloads on every shard (``TenantRules.chain_changed``)."""
+        """Follow ``CHANNEL``: a saved chain reloads on every shard (``TenantRules.chain_changed``);
+        and the alarm changes (``storage.alarms.CHANNEL``), published to the replicas watching."""
         import asyncpg
+
+        from thingsray.storage.alarms import CHANNEL as ALARM_CHANNEL
 
         self._tenants = tenants
         conn = await asyncpg.connect(database_url)
         await conn.add_listener(CHANNEL, self._on_notify)
+        await conn.add_listener(ALARM_CHANNEL, self._on_alarm)
         self._listener = conn
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -195,6 +200,32 @@ class EngineServices:
         if self._view_of is not None and event != "DELETED":
             self.background(self.start_sources(self._view_of, chain_id),
                             what=f"starting the generators of rule chain {chain_id}")
+
+    def _on_alarm(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        """An alarm changed (``AlarmService`` announces it): publish it to the replicas watching
+        one of the entities it shows on. Only the shard owning an entity has its watchers, so each
+        replica gets each change once; the alarm is read only when someone watches."""
+        if self.live is None:
+            return
+        try:
+            change = json.loads(payload)
+            alarm_id = uuid.UUID(change["alarmId"])
+            entity_ids = [uuid.UUID(e) for e in change["entityIds"]]
+            deleted = bool(change.get("deleted", False))
+        except (ValueError, KeyError, TypeError):
+            log.warning("rule engine: ignored a malformed alarm notification %r", payload[:200])
+            return
+        watched = [e for e in entity_ids if e in self.live.watchers]
+        if watched:
+            self.background(self._publish_alarm(alarm_id, watched, deleted), what=f"publishing alarm {alarm_id}")
+
+    async def _publish_alarm(self, alarm_id: uuid.UUID, entity_ids: list[uuid.UUID], deleted: bool) -> None:
+        # one read at a time, in notification order: a later change is never overtaken by an older read
+        async with self._alarm_reads:
+            alarm = None if deleted else await self.alarms.get(alarm_id)
+            if alarm is None and not deleted:
+                return  # deleted meanwhile: its delete notification follows
+            self.live.alarm_changed(entity_ids, str(alarm_id), alarm)
 
     async def start_sources(self, view_of: Callable[[uuid.UUID], Any], chain_id: uuid.UUID | None = None) -> None:
         """Load the chains that hold source nodes (``RuleNode.source``: generators, which make

@@ -11,6 +11,7 @@ migrations/0005_alarms.sql, and a retry of the loser as an update).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ OWNED_BY_CUSTOMER = {"DEVICE": "device", "ASSET": "asset", "ENTITY_VIEW": "entit
 """Originator types whose rows carry a ``customer_id``: an alarm of theirs belongs to that customer."""
 
 _CREATE_RETRIES = 5
+
+CHANNEL = "thingsray_alarm"
+"""Every committed alarm change is announced here (``{"alarmId", "entityIds", "deleted"}``): the
+shards publish it to the replicas that watch one of the entities (``rules.runtime_context``)."""
+_NOTIFY_BYTES = 7000
+"""pg_notify payloads must stay under 8000 bytes: a change shown on many entities is announced in parts."""
 
 _ANCESTORS = f"""
 WITH RECURSIVE up AS (
@@ -163,6 +170,21 @@ def _join(types: Sequence[str] | None) -> str | None:
     return ",".join(types) if types else None
 
 
+async def _notify(conn: asyncpg.Connection, change: AlarmChange) -> AlarmChange:
+    """Announce ``change`` on CHANNEL within its transaction (so only when it commits); a change
+    that changed nothing is not announced."""
+    if change.msg_type is None:
+        return change
+    alarm_id = change.alarm["id"]["id"]
+    deleted = change.msg_type == MsgType.ALARM_DELETE
+    ids = [str(entity.id) for entity in change.entities]
+    per_payload = max(1, _NOTIFY_BYTES // 40)  # a quoted uuid and its comma take 39 bytes
+    for start in range(0, max(len(ids), 1), per_payload):
+        payload = {"alarmId": alarm_id, "entityIds": ids[start:start + per_payload], "deleted": deleted}
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(payload, separators=(",", ":")))
+    return change
+
+
 def check_severity(severity: str) -> str:
     if severity not in SEVERITIES:
         raise ValueError(f"Invalid alarm severity '{severity}': use one of {', '.join(SEVERITIES)}")
@@ -219,6 +241,60 @@ class AlarmService:
             total = await self.db.fetchval(
                 f"SELECT count(*) FROM alarm_info a {join} WHERE {' AND '.join(where)}", *args[:-2])
         return page_data([to_json(r) for r in rows], total, page)
+
+    async def find_for_entities(self, tenant_id: uuid.UUID, entities: Sequence[uuid.UUID], page: PageQuery,
+                                query: AlarmQuery = AlarmQuery(), *, propagated: bool,
+                                customer_id: uuid.UUID | None = None) -> dict[str, Any]:
+        """ThingsBoard's ``PageData<AlarmData>`` of the alarms of ``entities`` (originated by one of
+        them; with ``propagated`` also those shown on one of them): AlarmInfo plus ``entityId``
+        (the originator when it is one of ``entities``, else one they show on) and ``latest``."""
+        where, args, ids = self._entities_where(tenant_id, entities, query, propagated, customer_id)
+        if page.text_search:
+            args.append(like_pattern(page.text_search))
+            n = len(args)
+            where.append(f"(a.type ILIKE ${n} OR a.severity ILIKE ${n} OR a.status ILIKE ${n})")
+        order = page.sort_column or "a.created_time"
+        direction = "DESC" if (page.sort_desc or page.sort_column is None) else "ASC"
+        args.extend([page.page_size, page.page * page.page_size])
+        rows = await self.db.fetch(
+            f"SELECT a.*, e.entity_type AS data_entity_type, e.entity_id AS data_entity_id, "
+            f"count(*) OVER () AS total_count FROM alarm_info a CROSS JOIN LATERAL ("
+            f"SELECT ea.entity_type, ea.entity_id FROM entity_alarm ea WHERE ea.alarm_id = a.id "
+            f"AND ea.entity_id = ANY({ids}) ORDER BY ea.entity_id = a.originator_id DESC, ea.entity_id "
+            f"LIMIT 1) e WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} {direction}, a.id LIMIT ${len(args) - 1} OFFSET ${len(args)}", *args)
+        if rows:
+            total = rows[0]["total_count"]
+        else:
+            total = await self.db.fetchval(f"SELECT count(*) FROM alarm_info a WHERE {' AND '.join(where)}",
+                                           *args[:-2])
+        items = []
+        for row in rows:
+            item = to_json(row)
+            item["entityId"] = entity_id(row["data_entity_type"], row["data_entity_id"])
+            item["latest"] = {}
+            items.append(item)
+        return page_data(items, total, page)
+
+    async def count_for_entities(self, tenant_id: uuid.UUID, entities: Sequence[uuid.UUID],
+                                 query: AlarmQuery = AlarmQuery(), *, propagated: bool,
+                                 customer_id: uuid.UUID | None = None) -> int:
+        """How many alarms ``find_for_entities`` would find in all."""
+        where, args, _ = self._entities_where(tenant_id, entities, query, propagated, customer_id)
+        return int(await self.db.fetchval(f"SELECT count(*) FROM alarm_info a WHERE {' AND '.join(where)}", *args))
+
+    def _entities_where(self, tenant_id: uuid.UUID, entities: Sequence[uuid.UUID], query: AlarmQuery,
+                        propagated: bool, customer_id: uuid.UUID | None) -> tuple[list[str], list[Any], str]:
+        """The conditions, their arguments and the parameter holding ``entities``."""
+        where, args = self._where(tenant_id, query, None, customer_id)
+        args.append(list(entities))
+        ids = f"${len(args)}::uuid[]"
+        if propagated:
+            where.append(f"a.id IN (SELECT ea.alarm_id FROM entity_alarm ea WHERE ea.tenant_id = $1 "
+                         f"AND ea.entity_id = ANY({ids}))")
+        else:
+            where.append(f"a.originator_id = ANY({ids})")
+        return where, args, ids
 
     async def highest_severity(self, tenant_id: uuid.UUID, entity: EntityId, query: AlarmQuery = AlarmQuery(),
                                customer_id: uuid.UUID | None = None) -> str | None:
@@ -311,8 +387,8 @@ class AlarmService:
                     continue  # another writer raised it first and has committed: update theirs
                 row = await self._row(conn, alarm_id)
                 await self._propagate(conn, row)
-                return AlarmChange(to_json(row), MsgType.ALARM_CREATED, created=True,
-                                   entities=await self.entities(alarm_id, conn))
+                return await _notify(conn, AlarmChange(to_json(row), MsgType.ALARM_CREATED, created=True,
+                                                       entities=await self.entities(alarm_id, conn)))
         raise RuntimeError(f"could not create or update the {alarm_type!r} alarm of {originator}: "
                            f"it was cleared and raised again {_CREATE_RETRIES} times meanwhile")
 
@@ -351,8 +427,9 @@ class AlarmService:
         msg_type = None
         if changed:
             msg_type = MsgType.ALARM_SEVERITY_UPDATED if severity_changed else MsgType.ALARM_UPDATED
-        return AlarmChange(to_json(row), msg_type, severity_changed=severity_changed,
-                           old_severity=existing["severity"], entities=await self.entities(alarm_id, conn))
+        return await _notify(conn, AlarmChange(to_json(row), msg_type, severity_changed=severity_changed,
+                                               old_severity=existing["severity"],
+                                               entities=await self.entities(alarm_id, conn)))
 
     # --- state changes ------------------------------------------------------------------------------
     async def clear(self, tenant_id: uuid.UUID, originator: EntityId, alarm_type: str, details: Any,
@@ -412,7 +489,7 @@ class AlarmService:
                 return None
             entities = await self.entities(alarm_id, conn)
             await conn.execute("DELETE FROM alarm WHERE id = $1", alarm_id)
-        return AlarmChange(to_json(row), MsgType.ALARM_DELETE, entities=entities)
+            return await _notify(conn, AlarmChange(to_json(row), MsgType.ALARM_DELETE, entities=entities))
 
     # --- helpers ------------------------------------------------------------------------------------
     async def _locked(self, conn: asyncpg.Connection, alarm_id: uuid.UUID) -> asyncpg.Record:
@@ -428,7 +505,7 @@ class AlarmService:
 
     async def _change(self, conn: asyncpg.Connection, alarm_id: uuid.UUID, msg_type: str) -> AlarmChange:
         row = await self._row(conn, alarm_id)
-        return AlarmChange(to_json(row), msg_type, entities=await self.entities(alarm_id, conn))
+        return await _notify(conn, AlarmChange(to_json(row), msg_type, entities=await self.entities(alarm_id, conn)))
 
     async def _propagate(self, conn: asyncpg.Connection, alarm: asyncpg.Record) -> None:
         """Record the entities ``alarm`` shows on, as ThingsBoard's BaseAlarmService does: the

@@ -91,11 +91,13 @@ class PayloadError(ValueError):
 class CmdError(Exception):
     """One command is wrong; answered as an error update on its ``cmd_id``."""
 
-    def __init__(self, cmd_id: int, code: ErrorCode, message: str) -> None:
+    def __init__(self, cmd_id: int, code: ErrorCode, message: str, kind: CmdType | None = None) -> None:
         super().__init__(message)
         self.cmd_id = cmd_id
         self.code = code
         self.message = message
+        self.kind = kind
+        """A query command's kind (ENTITY_DATA, ...): answered in the shape of its updates."""
 
     def __repr__(self) -> str:
         return f"CmdError({self.cmd_id}, {self.code.name}, {self.message!r})"
@@ -107,6 +109,10 @@ class CmdError(Exception):
     __hash__ = None  # type: ignore[assignment]
 
     def update(self) -> dict[str, Any]:
+        if self.kind is not None:
+            from thingsray.serve_app.ws import queries
+
+            return queries.error_update(self.kind, self.cmd_id, self.code, self.message)
         return error_update(self.cmd_id, self.code, self.message)
 
 
@@ -142,7 +148,8 @@ class HistoryCmd:
     agg: Aggregation = Aggregation.NONE
 
 
-Cmd = SubscriptionCmd | HistoryCmd
+Cmd = Any
+"""SubscriptionCmd, HistoryCmd, or one of ``queries``' commands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,8 +243,13 @@ def parse_cmd(kind: CmdType | None, item: Any) -> Cmd:
             raise CmdError(cmd_id, ErrorCode.BAD_REQUEST, "Command type is missing")
         raise CmdError(cmd_id, ErrorCode.BAD_REQUEST,
                        f"Unknown command type: {str(given)[:64]}; use one of {', '.join(CmdType)}")
+    from thingsray.serve_app.ws import queries  # it builds on this module
+
+    query_kind = kind if kind in queries.KINDS else None
     if cmd_id < 0:
-        raise CmdError(cmd_id, ErrorCode.BAD_REQUEST, "Cmd id is negative value!")
+        raise CmdError(cmd_id, ErrorCode.BAD_REQUEST, "Cmd id is negative value!", query_kind)
+    if query_kind is not None:
+        return queries.parse(kind, cmd_id, item)
     if kind in (CmdType.TIMESERIES, CmdType.ATTRIBUTES):
         return _subscription(kind, cmd_id, item)
     if kind is CmdType.TIMESERIES_HISTORY:

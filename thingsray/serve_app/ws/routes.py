@@ -61,5 +61,6 @@ async def telemetry_plugin(websocket: WebSocket) -> None:
 @router.websocket("/api/ws")
 async def general(websocket: WebSocket) -> None:
     """ThingsBoard's WebSocket API: ``authCmd`` first, then ``cmds`` of TIMESERIES, ATTRIBUTES,
-    TIMESERIES_HISTORY (and their ``unsubscribe``)."""
+    TIMESERIES_HISTORY (and their ``unsubscribe``), ENTITY_DATA, ENTITY_COUNT, ALARM_DATA, ALARM_COUNT
+    (and their ``*_UNSUBSCRIBE``)."""
     await _serve(websocket, Endpoint.GENERAL)

@@ -10,6 +10,9 @@ error update (errorCode 3) on that command only. Live updates come from a ``Live
 session subscribes before it reads the current values, holds what arrives during the read, and
 sends it after the first update, so a value committed in between arrives twice rather than never.
 
+Query commands (ENTITY_DATA, ENTITY_COUNT, ALARM_DATA, ALARM_COUNT) run under the user's query scope
+(a tenant's entities, or a customer's); their live side is ``query_subs``.
+
 Updates wait in a queue of ``send_queue`` messages; a client that does not read them is closed
 (1008, "Max pending updates limit reached!") instead of being buffered without bound. However the
 socket ends, every subscription is removed.
@@ -30,10 +33,11 @@ from thingsray.live import ATTRIBUTES, TIMESERIES, LiveUpdate
 from thingsray.serve_app.access import load
 from thingsray.serve_app.errors import ApiError, AuthenticationFailed, BadRequest, NotFound, PermissionDenied
 from thingsray.serve_app.permissions import Operation, Resource
+from thingsray.serve_app.routers.entity_query import query_scope
 from thingsray.serve_app.routers.telemetry import ENTITY_TABLES, MAX_INTERVALS
 from thingsray.serve_app.security import Principal, SessionState
 from thingsray.serve_app.services import Services
-from thingsray.serve_app.ws import protocol
+from thingsray.serve_app.ws import protocol, queries, query_subs
 from thingsray.serve_app.ws.protocol import (
     CmdError,
     CmdType,
@@ -45,6 +49,13 @@ from thingsray.serve_app.ws.protocol import (
     SubscriptionCmd,
 )
 from thingsray.storage.attributes import AttributeScope
+from thingsray.storage.entity_query import (
+    EntityQueryEngine,
+    QueryError,
+    QueryScope,
+    parse_count_query,
+    parse_data_query,
+)
 from thingsray.storage.timeseries import Aggregation, AttributeRepository, HistoryQuery, TimeseriesRepository
 
 log = logging.getLogger(__name__)
@@ -142,6 +153,8 @@ class WsSession:
         self.limits = limits or Limits.of(services)
         self.principal: Principal | None = None
         self.subscriptions: dict[int, Subscription] = {}
+        self.queries: dict[int, query_subs.QuerySub] = {}
+        """ENTITY_DATA, ALARM_DATA, ALARM_COUNT subscriptions by cmdId."""
         self._url_token = token
         self._claims: dict[str, Any] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.limits.send_queue)
@@ -201,6 +214,9 @@ class WsSession:
         subscriptions, self.subscriptions = list(self.subscriptions.values()), {}
         for sub in subscriptions:
             await _unsubscribe(sub)
+        watches, self.queries = list(self.queries.values()), {}
+        for watch in watches:
+            await watch.close()
         self._closed.set()
 
     # --- reading ---------------------------------------------------------------------------------
@@ -277,11 +293,16 @@ class WsSession:
             raise AuthenticationFailed("Token is not valid anymore")
 
     # --- commands --------------------------------------------------------------------------------
-    async def _run_cmd(self, cmd: SubscriptionCmd | HistoryCmd | CmdError) -> None:
+    async def _run_cmd(self, cmd: Any) -> None:
         try:
             match cmd:
                 case CmdError():
                     raise cmd
+                case queries.UnsubscribeCmd():
+                    await self._end_query(cmd.cmd_id)
+                case queries.EntityDataCmd() | queries.EntityCountCmd() | queries.AlarmDataCmd() | \
+                        queries.AlarmCountCmd():
+                    await self._query(cmd)
                 case SubscriptionCmd(unsubscribe=True):
                     await self._unsubscribe(cmd)
                 case SubscriptionCmd():
@@ -292,7 +313,92 @@ class WsSession:
             self.send(error.update())
         except Exception:
             log.exception("websocket command %s failed", cmd)
-            self.send(protocol.error_update(cmd.cmd_id, ErrorCode.INTERNAL_ERROR, protocol.FAILED_TO_FETCH_DATA))
+            kind = _QUERY_KINDS.get(type(cmd))
+            self.send(CmdError(cmd.cmd_id, ErrorCode.INTERNAL_ERROR, protocol.FAILED_TO_FETCH_DATA, kind).update())
+
+    async def _check_alive(self, cmd_id: int, kind: CmdType | None = None) -> None:
+        """The login is still valid (else the socket closes and the command fails)."""
+        assert self.principal is not None
+        try:
+            await self._check_session(self.principal, self._claims)
+        except AuthenticationFailed as exc:
+            await self.close(CloseCode.SERVER_ERROR, exc.message)
+            raise CmdError(cmd_id, ErrorCode.UNAUTHORIZED, exc.message, kind) from None
+
+    # --- query commands (ENTITY_DATA, ENTITY_COUNT, ALARM_DATA, ALARM_COUNT) ------------------------
+    async def _query(self, cmd: queries.QueryCmd) -> None:
+        kind = _QUERY_KINDS[type(cmd)]
+        await self._check_alive(cmd.cmd_id, kind)
+        assert self.principal is not None
+        try:
+            scope = query_scope(self.principal)
+        except PermissionDenied:
+            raise CmdError(cmd.cmd_id, ErrorCode.UNAUTHORIZED, "You don't have permission to perform this operation!",
+                           kind) from None
+        try:
+            await self._run_query(cmd, kind, scope)
+        except QueryError as exc:
+            await self._end_query(cmd.cmd_id)
+            raise CmdError(cmd.cmd_id, ErrorCode.BAD_REQUEST, str(exc), kind) from None
+        except CmdError as error:
+            await self._end_query(cmd.cmd_id)
+            error.kind = error.kind or kind
+            raise
+        except Exception:
+            await self._end_query(cmd.cmd_id)
+            raise
+
+    async def _run_query(self, cmd: queries.QueryCmd, kind: CmdType, scope: QueryScope) -> None:
+        engine = EntityQueryEngine(self.services.db)
+        if isinstance(cmd, queries.EntityCountCmd):  # counted once: entity changes do not re-count it
+            count = await engine.count(parse_count_query(cmd.query), scope)
+            self.send(queries.count_update(CmdType.ENTITY_COUNT, cmd.cmd_id, count))
+            return
+        previous = self.queries.pop(cmd.cmd_id, None)
+        if previous is not None:  # the same cmdId again: the new command replaces the old one
+            await previous.close()
+        if len(self.subscriptions) + len(self.queries) >= self.limits.max_subscriptions:
+            raise CmdError(cmd.cmd_id, ErrorCode.BAD_REQUEST,
+                           f"Max subscriptions per session limit reached: {self.limits.max_subscriptions}", kind)
+        sub: query_subs.EntityDataSub | query_subs.AlarmDataSub | query_subs.AlarmCountSub
+        if isinstance(cmd, queries.EntityDataCmd):
+            if cmd.query is not None:
+                parsed = parse_data_query(cmd.query, self.services.settings.max_page_size)
+            elif isinstance(previous, query_subs.EntityDataSub):
+                parsed = previous.query  # a latestCmd / tsCmd / historyCmd for the query sent before
+            else:
+                raise CmdError(cmd.cmd_id, ErrorCode.BAD_REQUEST, "Query is empty!", kind)
+            sub = query_subs.EntityDataSub(self, cmd.cmd_id, scope, parsed)
+            self.queries[cmd.cmd_id] = sub
+            await sub.run(cmd, _history_query)
+        elif isinstance(cmd, queries.AlarmDataCmd):
+            sub = query_subs.AlarmDataSub(self, cmd, scope)
+            self.queries[cmd.cmd_id] = sub
+            await sub.run()
+        else:
+            sub = query_subs.AlarmCountSub(self, cmd, scope)
+            self.queries[cmd.cmd_id] = sub
+            await sub.run()
+
+    async def _end_query(self, cmd_id: int) -> None:
+        sub = self.queries.pop(cmd_id, None)
+        if sub is not None:
+            await sub.close()
+
+    def background(self, work: Any, what: str) -> None:
+        """Run ``work`` beside the session (ended with it); a failure is logged."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._tasks.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("websocket: %s failed", what, exc_info=finished.exception())
+
+        task.add_done_callback(done)
+
+    def overflow(self) -> None:
+        self._overflow()
 
     async def _authorize(self, cmd_id: int, entity_type: str, entity_id: str, operation: Operation) -> uuid.UUID:
         """The entity's id, if the principal may ``operation`` on it (else a CmdError)."""
@@ -431,6 +537,12 @@ class WsSession:
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+
+_QUERY_KINDS: dict[type, CmdType] = {queries.EntityDataCmd: CmdType.ENTITY_DATA,
+                                     queries.EntityCountCmd: CmdType.ENTITY_COUNT,
+                                     queries.AlarmDataCmd: CmdType.ALARM_DATA,
+                                     queries.AlarmCountCmd: CmdType.ALARM_COUNT}
 
 
 async def _unsubscribe(sub: Subscription) -> None:
