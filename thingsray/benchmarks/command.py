@@ -17,10 +17,10 @@ from typing import Any
 
 from thingsray.benchmarks import scenarios as sc
 
-SCENARIOS = ("ceiling", "ingest", "latency", "outside", "actors", "sessions", "rest", "scale")
+SCENARIOS = ("ceiling", "ingest", "latency", "outside", "actors", "sessions", "rest", "ws", "scale")
 QUICK = {"devices": 20, "duration": 2.0, "actors": 2_000, "sessions": 50, "session_hold": 2.0,
          "rest_duration": 2, "rest_connections": 16, "rest_samples": 5,
-         "outside_devices": 10, "outside_messages": 50, "matrix": "1x1,2x2"}
+         "outside_devices": 10, "outside_messages": 50, "matrix": "1x1,2x2", "ws_subscribers": "1,10"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outside-devices", type=int, help="devices driven by mosquitto_pub (default 100)")
     parser.add_argument("--outside-messages", type=int, help="messages per mosquitto_pub device (default 1,000)")
     parser.add_argument("--matrix", help="shards x transports of the scale scenario (default 1x1,2x1,1x2,2x2)")
+    parser.add_argument("--ws-subscribers", help="WebSocket subscriber counts of the ws scenario (default 1,100,1000)")
+    parser.add_argument("--ws-rate", type=float, help="messages/s of the ws scenario's one device (default 20)")
+    parser.add_argument("--ws-many-rate", type=float, help="messages/s of the ws scenario's N devices in all "
+                        "(default 200)")
     parser.add_argument("--database-url", help="a PostgreSQL server where a throwaway database is created and "
                         "dropped (default: the embedded PostgreSQL in a temp dir); with --target-* the "
                         "running platform's own database")
@@ -49,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _plan(args: argparse.Namespace) -> sc.Plan:
     plan = sc.Plan(**(QUICK if args.quick else {}))
     for name in ("devices", "window", "duration", "workers", "actors", "sessions", "outside_devices",
-                 "outside_messages", "matrix"):
+                 "outside_messages", "matrix", "ws_subscribers", "ws_rate", "ws_many_rate"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     if args.quick and args.duration is not None:
@@ -138,6 +142,7 @@ def _run_scenarios(chosen: list[str], target: sc.Target, plan: sc.Plan, say: Pro
     phase("rest", lambda: sc.rest(target, plan))
     phase("sessions", lambda: sc.sessions(target, plan, say))
     phase("actors", lambda: sc.actors(target, plan, say))
+    phase("ws", lambda: sc.ws(target, plan, say))
 
 
 class _platform:
@@ -270,6 +275,16 @@ def rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             r["rss_growth_mib"], r["budget_mib"], "<= 1 GiB per 10,000", r["rss_growth_mib"] <= r["budget_mib"])
         row("sessions", "bytes per session", r["bytes_per_session"], 1024**3 / 10_000)
         row("sessions", "lost (sessions without an acked message)", r["lost"], r["sessions"], "0", r["lost"] == 0)
+    for case in results.get("ws", {}).get("cases", ()):
+        name = f"{case['shape']} device(s), {case['subscribers']:,} socket(s)"
+        if "failed" in case:
+            row("ws", f"{name}: FAILED", case["failed"])
+            continue
+        row("ws", f"{name}: p50 ms at {case['publish_rate']:,.0f} msg/s", case["p50_ms"])
+        row("ws", f"{name}: p99 ms", case["p99_ms"])
+        row("ws", f"{name}: updates/s delivered", case["updates_per_s"])
+        row("ws", f"{name}: values delivered (of expected)", case["delivered"], case["expected"], "all",
+            case["missing"] == 0 and case["closed_sockets"] == 0)
     if (r := results.get("rest", {})) and "serve_req_per_s" in r:
         ratio = _ratio(r["serve_req_per_s"], r["uvicorn_req_per_s"])
         row("rest", "latest telemetry req/s (baseline: uvicorn)", r["serve_req_per_s"], r["uvicorn_req_per_s"],

@@ -49,6 +49,12 @@ class Plan:
     outside_messages: int = 1_000
     matrix: str = "1x1,2x1,1x2,2x2"
     """shards x MQTT transports of the scale scenario's platforms"""
+    ws_subscribers: str = "1,100,1000"
+    """WebSocket subscriber counts of the ws scenario (each on one device, and on one device each)"""
+    ws_rate: float = 20.0
+    """messages per second the ws scenario's one device publishes"""
+    ws_many_rate: float = 200.0
+    """messages per second the ws scenario's N devices publish in all"""
 
 
 @dataclass
@@ -385,3 +391,19 @@ def _load(url: str, headers: dict[str, str], connections: int, duration: int) ->
     from thingsray.benchmarks import http_load
 
     return http_load.measure(url, headers, connections, duration)[0]
+
+
+# --- ws --------------------------------------------------------------------------------------
+def ws(target: Target, plan: Plan, note: Any) -> dict[str, Any]:
+    """Publish-to-WebSocket latency, updates/s and completeness for N subscribers of one device and
+    of N devices (thingsray.benchmarks.ws_fanout)."""
+    from thingsray.benchmarks import ws_fanout
+
+    counts = [int(n) for n in plan.ws_subscribers.split(",") if n.strip()]
+    raise_fd_limit(max(counts) * 2 + 64)
+    cases = [ws_fanout.Case(shape, n, plan.ws_rate if shape == "one" else plan.ws_many_rate, plan.duration,
+                            plan.workers)
+             for shape in ("one", "many") for n in counts]
+    found = ws_fanout.run_all(target.http_url, target.mqtt_port, target.database_url, cases, note)
+    lost = sum(r.get("missing", 0) + r.get("closed_sockets", 0) for r in found if "failed" not in r)
+    return {"cases": found, "lost": lost, "failed_cases": sum("failed" in r for r in found)}
