@@ -124,3 +124,48 @@ def test_a_transport_process_that_dies_comes_back_on_the_same_port(platform, mqt
     c.disconnect()
     c.loop_stop()
     assert "revived" in timeseries(platform, device_id)
+
+
+def test_a_device_rpc_no_chain_answers_holds_back_no_other_message(platform, mqtt_port, tenant):
+    """The demo tenant's root chain only logs device RPCs, so this one waits for an answer that
+    never comes (60 s); meanwhile another device on the same shard and transport publishes and is
+    acknowledged, and its value is stored: a long wait never blocks the way to the shard."""
+    from thingsray.platform import partition_table
+    from thingsray.runtime import Address
+
+    table = partition_table(platform.settings)
+
+    def new_device() -> dict[str, str]:
+        token = f"HOL-{uuid.uuid4().hex[:12]}"
+        created = tenant.post("/api/device", params={"accessToken": token}, json={"name": unique("hol device")})
+        assert created.status_code == 200, created.text
+        return {"id": created.json()["id"]["id"], "token": token}
+
+    asker = new_device()
+    shard = table.shard_of(Address("device", asker["id"]))
+    publisher = new_device()
+    while table.shard_of(Address("device", publisher["id"])) != shard:
+        publisher = new_device()
+
+    clients = []
+    answers: list[Any] = []
+    try:
+        for device in (asker, publisher):
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"hol-{uuid.uuid4().hex[:8]}")
+            client.username_pw_set(device["token"])
+            client.connect("127.0.0.1", mqtt_port)
+            client.loop_start()
+            clients.append(client)
+        clients[0].on_message = lambda _c, _u, message: answers.append(message.payload)
+        clients[0].subscribe("v1/devices/me/rpc/response/+", qos=1)
+        clients[0].publish("v1/devices/me/rpc/request/1", json.dumps({"method": "unanswered", "params": {}}),
+                           qos=1).wait_for_publish(WAIT)
+        info = clients[1].publish("v1/devices/me/telemetry", json.dumps({"hol": 1}), qos=1)
+        info.wait_for_publish(WAIT)  # bounded by WAIT (15 s), well inside the RPC's 60 s
+        assert info.is_published()
+        assert [v for _, v in timeseries(platform, publisher["id"])["hol"]] == ["1"]
+        assert answers == []  # the RPC is still waiting
+    finally:
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()

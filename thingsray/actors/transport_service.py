@@ -144,7 +144,7 @@ class PlatformTransportService:
 
     async def client_rpc(self, device: DeviceIdentity, method: str, params: Any) -> Any:
         """Answered by the device's rule chain (RPC Call Reply); None when no chain answers."""
-        return await self.router.ask(device_address(device.device_id), ClientRpc(method, params))
+        return await self.router.ask_alone(device_address(device.device_id), ClientRpc(method, params))
 
     async def claim(self, device: DeviceIdentity, secret_key: str | None, duration_ms: int | None) -> None:
         await self.router.tell(device_address(device.device_id), ClaimRequest(secret_key, duration_ms, now_ms()))

@@ -104,6 +104,20 @@ class Router:
         """Deliver and wait for the actor's answer (bound the wait with ``asyncio.timeout``)."""
         return await (await self._submit(Envelope(address, message, ask=True)))
 
+    async def ask_alone(self, address: Address, message: Any) -> Any:
+        """``ask`` for an answer that may take long (an RPC waiting for a device or a rule chain):
+        a batch of its own, sent at once and beside the shard's lane. A lane has one batch in
+        flight, answered when every ask in it is, so a long ask in a lane would hold back every
+        message after it. Not ordered with the lane's messages."""
+        if self._closed:
+            raise ActorError("the router is closed")
+        shard = self._shard_of(address)
+        [reply] = await self._deliver_with_retries(shard, Batch((Envelope(address, message, ask=True),),
+                                                               self.table.epoch))
+        if reply.error is not None:
+            raise RemoteError(reply.error)
+        return reply.value
+
     def ask_nowait(self, address: Address, message: Any) -> asyncio.Future[Any] | None:
         """``ask`` without a coroutine: the future of the answer, or None when the shard's queue is
         full (then ``ask``, which waits for room)."""

@@ -65,7 +65,7 @@ class LiveData:
         try:
             # the device actor answers at the expiration; the margin covers a restarted actor
             async with asyncio.timeout(timeout_ms / 1000 + RPC_MARGIN_S):
-                outcome: RpcOutcome = await self.router.ask(Address(DEVICE, str(device_id)), request)
+                outcome: RpcOutcome = await self.router.ask_alone(Address(DEVICE, str(device_id)), request)
         except TimeoutError:
             return RpcOutcome(RpcStatus.TIMEOUT, 0)
         return outcome

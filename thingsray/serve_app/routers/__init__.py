@@ -7,6 +7,7 @@ from thingsray.serve_app.routers import (
     auth,
     customers,
     dashboards,
+    device_api,
     device_profiles,
     devices,
     entity_query,
@@ -25,4 +26,5 @@ from thingsray.serve_app.routers import (
 ALL = (auth.router, tenants.router, customers.router, users.router, device_profiles.router, devices.router,
        assets.router, dashboards.router, entity_views.router, relations.router, audit_logs.router,
        telemetry.router, rpc.router, usage.router, alarms.router,
-       rule_chains.router, rule_chain_transfer.router, events.router, entity_query.router)
+       rule_chains.router, rule_chain_transfer.router, events.router, entity_query.router,
+       device_api.router)
