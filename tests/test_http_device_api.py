@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import assert_tb_error, unique
-from tests.rules.test_engine_e2e import node, save_root_chain
+from tests.rules.test_engine_e2e import save_rpc_answering_root_chain
 from tests.test_mqtt_device_api import ask
 from thingsray.actors.messages import RpcStatus, ToDeviceRpc
 from thingsray.live.updates import LiveUpdate
@@ -105,15 +105,7 @@ def test_a_long_poll_without_updates_times_out_with_408(anonymous: httpx.Client,
 
 
 def test_a_client_side_rpc_is_answered_by_the_chain(other_tenant: httpx.Client, anonymous: httpx.Client) -> None:
-    nodes = [
-        node("filter.TbMsgTypeSwitchNode", "switch", {"version": 0}),
-        node("transform.TbTransformMsgNode", "answer", {
-            "scriptLang": "TBEL", "tbelScript": "return {msg: {time: 42, asked: msg.method}};"}),
-        node("rpc.TbSendRPCReplyNode", "reply", {"requestIdMetaDataAttribute": "requestId"}),
-    ]
-    connections = [{"fromIndex": 0, "toIndex": 1, "type": "RPC Request from Device"},
-                   {"fromIndex": 1, "toIndex": 2, "type": "Success"}]
-    save_root_chain(other_tenant, nodes, connections)
+    save_rpc_answering_root_chain(other_tenant)
     device = make_device(other_tenant)
     answer = anonymous.post(f"/api/v1/{device['token']}/rpc", json={"method": "getTime", "params": {}})
     assert answer.status_code == 200, answer.text

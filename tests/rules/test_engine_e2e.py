@@ -149,7 +149,8 @@ def test_a_saved_chain_takes_effect_without_a_restart(other_tenant: httpx.Client
         client.disconnect()
 
 
-def test_a_device_rpc_is_answered_by_the_chain(other_tenant: httpx.Client, mqtt_port: int) -> None:
+def save_rpc_answering_root_chain(client: httpx.Client) -> str:
+    """A root chain that answers every device RPC with {time: 42, asked: <method>}."""
     nodes = [
         node("filter.TbMsgTypeSwitchNode", "switch", {"version": 0}),
         node("transform.TbTransformMsgNode", "answer", {
@@ -158,7 +159,11 @@ def test_a_device_rpc_is_answered_by_the_chain(other_tenant: httpx.Client, mqtt_
     ]
     connections = [{"fromIndex": 0, "toIndex": 1, "type": "RPC Request from Device"},
                    {"fromIndex": 1, "toIndex": 2, "type": "Success"}]
-    save_root_chain(other_tenant, nodes, connections)
+    return save_root_chain(client, nodes, connections)
+
+
+def test_a_device_rpc_is_answered_by_the_chain(other_tenant: httpx.Client, mqtt_port: int) -> None:
+    save_rpc_answering_root_chain(other_tenant)
     device = make_device(other_tenant)
     client = mqtt(mqtt_port, device["token"])
     answers: list[Any] = []
