@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+import weakref
 from typing import Any
 
 import httpx
@@ -40,12 +41,22 @@ async def send(ws: ClientConnection, client: httpx.Client, *cmds: dict[str, Any]
     await ws.send(json.dumps({"authCmd": {"cmdId": 0, "token": token_of(client)}, "cmds": list(cmds)}))
 
 
+_HELD: weakref.WeakKeyDictionary[ClientConnection, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+"""Updates of other commands that arrived while a test waited for one command's: kept for later,
+since two commands' updates may come in either order."""
+
+
 async def next_for(ws: ClientConnection, cmd_id: int) -> dict[str, Any]:
-    """The next update of command ``cmd_id`` (updates of other commands are skipped)."""
+    """The next update of command ``cmd_id``, in arrival order per command."""
+    held = _HELD.setdefault(ws, [])
+    for i, update in enumerate(held):
+        if update.get("cmdId") == cmd_id:
+            return held.pop(i)
     while True:
         update = await receive(ws)
         if update.get("cmdId") == cmd_id:
             return update
+        held.append(update)
 
 
 def device_query(name: str, *latest: str) -> dict[str, Any]:
