@@ -46,3 +46,15 @@ def java_double(value: float) -> str:
     shown = "".join(map(str, digits)).rstrip("0") or "0"
     power = len(digits) - 1 + int(exponent)
     return f"{'-' if value < 0 else ''}{shown[0]}.{shown[1:] or '0'}E{power}"
+
+
+def value_text(value: Any) -> str:
+    """A stored value as ThingsBoard writes it as text: ``true``/``false``, doubles as Java does,
+    JSON as its text (its string answers of time series, alarm details, rule conditions)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return java_double(value)
+    if isinstance(value, JsonValue):
+        return value.text
+    return str(value)

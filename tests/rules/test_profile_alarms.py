@@ -12,11 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from thingsray.kv import JsonValue
+from thingsray.kv import JsonValue, java_double
 from thingsray.rules.profile_alarms import (
     AlarmEvaluationError,
     AlarmRulesError,
-    java_double,
     owner_attributes,
     parse_alarms,
     profile_keys,

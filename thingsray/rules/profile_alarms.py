@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from thingsray.kv import JsonValue, Value, java_double
+from thingsray.kv import JsonValue, Value, value_text
 from thingsray.storage.alarms import SEVERITIES
 
 KEY_TYPES = ("TIME_SERIES", "ATTRIBUTE", "ENTITY_FIELD", "CONSTANT")
@@ -326,7 +326,7 @@ def _default(value: Any, kind: str, where: _Where) -> Any:
         raise where.error(f"a BOOLEAN predicate's default value must be true or false, got {json.dumps(value)[:80]}")
     if isinstance(value, dict | list):
         raise where.error(f"a STRING predicate's default value must be text, got {json.dumps(value)[:80]}")
-    return to_text(value)
+    return value_text(value)
 
 
 def _dynamic(value: Any, where: _Where) -> Dynamic | None:
@@ -484,14 +484,6 @@ def to_bool(value: Value) -> bool:
     return text.lower() == "true"
 
 
-def to_text(value: Value | Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return java_double(value)
-    if isinstance(value, JsonValue):
-        return value.text
-    return str(value)
 
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
-from thingsray.kv import JsonValue, Value
+from thingsray.kv import JsonValue, Value, value_text
 from thingsray.rules.profile_alarms import (
     DAY_MS,
     LONG_MAX,
@@ -39,7 +39,6 @@ from thingsray.rules.profile_alarms import (
     to_bool,
     to_long,
     to_number,
-    to_text,
 )
 
 
@@ -185,7 +184,7 @@ class RuleState:
                 if number is None:
                     raise AlarmEvaluationError(
                         f"Could not convert attribute '{spec.amount.dynamic.attribute}' with value "
-                        f"'{to_text(found)}' to numeric value!")
+                        f"'{value_text(found)}' to numeric value!")
                 amount = number
         if spec.type != "DURATION":
             return amount
@@ -214,7 +213,7 @@ def constant_value(f: Filter) -> Value | None:
     """A CONSTANT key's value, typed by the filter's value type (None when it does not parse)."""
     if f.constant is None:
         return None
-    text = to_text(f.constant)
+    text = value_text(f.constant)
     try:
         match f.value_type:
             case "STRING":
@@ -252,7 +251,7 @@ def holds(predicate: Predicate, value: Value, data: Snapshot, owners: Lookup, *,
     if isinstance(predicate, Complex):
         results = (holds(p, value, data, owners, constant=constant) for p in predicate.predicates)
         return any(results) if predicate.operation == "OR" else all(results)
-    convert: Callable[[Value], Any] = {"NUMERIC": to_number, "STRING": to_text, "BOOLEAN": to_bool}[predicate.kind]
+    convert: Callable[[Value], Any] = {"NUMERIC": to_number, "STRING": value_text, "BOOLEAN": to_bool}[predicate.kind]
     mine = convert(value)
     if mine is None:
         return False
@@ -439,7 +438,7 @@ def details_of(rule: Rule, data: Snapshot, current: Any) -> Any:
             for f in rule.filters:
                 value = data.get(f.key)
                 if value is not None:
-                    text = text.replace("${" + f.key[1] + "}", to_text(value))
+                    text = text.replace("${" + f.key[1] + "}", value_text(value))
             details["data"] = text
         if rule.dashboard_id:
             details["dashboardId"] = rule.dashboard_id

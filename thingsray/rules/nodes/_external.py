@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from thingsray.rules.node import NodeConfigError, optional
+from thingsray.rules.node import FAILURE, NodeConfigError, optional
 from thingsray.rules.pattern import json_text, plain_data
+
+if TYPE_CHECKING:
+    from thingsray.rules.msg import TbMsg
 
 RETRIES = 2
 """Further attempts after a connection error (the request never reached the other side)."""
@@ -130,6 +134,22 @@ class InFlight:
 
     def done(self) -> None:
         self.count -= 1
+
+
+async def route_outcome(in_flight: InFlight, msg: TbMsg, tell_next: Callable[[str, TbMsg], None],
+                        exchange: Callable[[], Awaitable[tuple[str, TbMsg]]]) -> None:
+    """Run a dispatched external call (``exchange()``, made here so a call cancelled before it
+    starts leaves no coroutine unawaited) and route its ``(relation, message)`` on. A fault of ours
+    still sends the message by Failure, and is raised so the dispatcher logs it; the node's
+    in-flight slot is given back however the call ends."""
+    try:
+        relation, out = await exchange()
+    except Exception as exc:
+        tell_next(FAILURE, msg.with_metadata(error=error_text(exc)))
+        raise
+    finally:
+        in_flight.done()
+    tell_next(relation, out)
 
 
 def backoff(attempt: int) -> float:

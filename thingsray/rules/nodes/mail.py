@@ -19,7 +19,14 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from thingsray.rules.node import FAILURE, SUCCESS, NodeConfigError, NodeInit, Outputs, RuleNode, node, one_of, optional
-from thingsray.rules.nodes._external import RETRIES, ClientCredentials, InFlight, backoff, error_text
+from thingsray.rules.nodes._external import (
+    RETRIES,
+    ClientCredentials,
+    InFlight,
+    backoff,
+    error_text,
+    route_outcome,
+)
 from thingsray.rules.pattern import plain_data
 
 if TYPE_CHECKING:
@@ -137,35 +144,28 @@ class SendEmailNode(RuleNode):
         message, sender, recipients = mime_message(email_of(msg))
         self.in_flight.admit()
         tell_next = ctx.continuation()
-        ctx.dispatch(self._send(msg, message, sender, recipients, tell_next),
+        ctx.dispatch(route_outcome(self.in_flight, msg, tell_next,
+                                   lambda: self._deliver(msg, message, sender, recipients)),
                      what=f"email to {', '.join(recipients)} through {self.host}:{self.port}")
         return []
 
-    async def _send(self, msg: TbMsg, message: EmailMessage, sender: str, recipients: list[str],
-                    tell_next: Any) -> None:
+    async def _deliver(self, msg: TbMsg, message: EmailMessage, sender: str,
+                       recipients: list[str]) -> tuple[str, TbMsg]:
         import asyncio
 
         import aiosmtplib
 
-        try:
-            for attempt in range(RETRIES + 1):
-                try:
-                    await aiosmtplib.send(
-                        message, sender=sender, recipients=recipients, hostname=self.host, port=self.port,
-                        username=self.username, password=self.password, timeout=self.timeout_s,
-                        use_tls=self.protocol == "smtps", start_tls=self.start_tls, tls_context=self.tls)
-                    break
-                except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
-                    if attempt == RETRIES:
-                        tell_next(FAILURE, msg.with_metadata(error=error_text(exc)))
-                        return
-                    await asyncio.sleep(backoff(attempt))
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    tell_next(FAILURE, msg.with_metadata(error=error_text(exc)))
-                    return
-        except Exception as exc:  # a fault of ours: the message still leaves by Failure, and it is logged
-            tell_next(FAILURE, msg.with_metadata(error=error_text(exc)))
-            raise
-        finally:
-            self.in_flight.done()
-        tell_next(SUCCESS, msg)
+        for attempt in range(RETRIES + 1):
+            try:
+                await aiosmtplib.send(
+                    message, sender=sender, recipients=recipients, hostname=self.host, port=self.port,
+                    username=self.username, password=self.password, timeout=self.timeout_s,
+                    use_tls=self.protocol == "smtps", start_tls=self.start_tls, tls_context=self.tls)
+                return SUCCESS, msg
+            except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
+                if attempt == RETRIES:
+                    return FAILURE, msg.with_metadata(error=error_text(exc))
+                await asyncio.sleep(backoff(attempt))
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                return FAILURE, msg.with_metadata(error=error_text(exc))
+        raise AssertionError("unreachable")

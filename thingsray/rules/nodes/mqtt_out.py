@@ -17,7 +17,15 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from thingsray.rules.node import FAILURE, SUCCESS, NodeConfigError, NodeInit, Outputs, RuleNode, node, optional
-from thingsray.rules.nodes._external import RETRIES, ClientCredentials, InFlight, backoff, body_text, error_text
+from thingsray.rules.nodes._external import (
+    RETRIES,
+    ClientCredentials,
+    InFlight,
+    backoff,
+    body_text,
+    error_text,
+    route_outcome,
+)
 from thingsray.rules.pattern import process_pattern
 
 if TYPE_CHECKING:
@@ -189,23 +197,18 @@ class MqttNode(RuleNode):
         link = self._link
         self.in_flight.admit()
         tell_next = ctx.continuation()
-        ctx.dispatch(self._publish(link, msg, topic, payload, tell_next), what=f"MQTT publish to {topic}")
+        ctx.dispatch(route_outcome(self.in_flight, msg, tell_next, lambda: self._deliver(link, msg, topic, payload)),
+                     what=f"MQTT publish to {topic}")
         return []
 
-    async def _publish(self, link: BrokerLink, msg: TbMsg, topic: str, payload: bytes, tell_next: Any) -> None:
+    async def _deliver(self, link: BrokerLink, msg: TbMsg, topic: str, payload: bytes) -> tuple[str, TbMsg]:
         import aiomqtt
 
         try:
             await link.publish(topic, payload, self.retain)
         except (aiomqtt.MqttError, BrokerUnreachable) as exc:
-            tell_next(FAILURE, msg.with_metadata(error=error_text(exc)))
-            return
-        except Exception as exc:  # a fault of ours: the message still leaves by Failure, and it is logged
-            tell_next(FAILURE, msg.with_metadata(error=error_text(exc)))
-            raise
-        finally:
-            self.in_flight.done()
-        tell_next(SUCCESS, msg)
+            return FAILURE, msg.with_metadata(error=error_text(exc))
+        return SUCCESS, msg
 
     async def close(self) -> None:
         if self._link is not None:

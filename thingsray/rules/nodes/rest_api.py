@@ -26,6 +26,7 @@ from thingsray.rules.nodes._external import (
     backoff,
     body_text,
     error_text,
+    route_outcome,
 )
 from thingsray.rules.pattern import process_pattern
 
@@ -183,23 +184,17 @@ class RestApiCallNode(RuleNode):
             body = body_text(msg.data, self.plain_text).encode()
         self.in_flight.admit()
         tell_next = ctx.continuation()
-        ctx.dispatch(self._call(ctx, msg, url, headers, body, tell_next), what=f"REST API call {self.method} {url}")
+        ctx.dispatch(route_outcome(self.in_flight, msg, tell_next, lambda: self._limited(ctx, msg, url, headers, body)),
+                     what=f"REST API call {self.method} {url}")
         return []
 
-    async def _call(self, ctx: RuleContext, msg: TbMsg, url: str, headers: list[tuple[str, str]],
-                    body: bytes | None, tell_next: TellNext) -> None:
-        try:
-            if self.parallel is None:
-                outcome = await self._exchange(ctx, msg, url, headers, body)
-            else:
-                async with self.parallel:
-                    outcome = await self._exchange(ctx, msg, url, headers, body)
-        except Exception as exc:  # a fault of ours: the message still leaves by Failure, and it is logged
-            tell_next(FAILURE, msg.with_metadata(error=error_text(exc)))
-            raise
-        finally:
-            self.in_flight.done()
-        tell_next(*outcome)
+    async def _limited(self, ctx: RuleContext, msg: TbMsg, url: str, headers: list[tuple[str, str]],
+                       body: bytes | None) -> tuple[str, TbMsg]:
+        """The exchange, within ``maxParallelRequestsCount`` when one is set."""
+        if self.parallel is None:
+            return await self._exchange(ctx, msg, url, headers, body)
+        async with self.parallel:
+            return await self._exchange(ctx, msg, url, headers, body)
 
     async def _exchange(self, ctx: RuleContext, msg: TbMsg, url: str, headers: list[tuple[str, str]],
                         body: bytes | None) -> tuple[str, TbMsg]:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from thingsray.kv import JsonValue, Value, java_double, to_json_value
+from thingsray.kv import JsonValue, Value, to_json_value, value_text
 from thingsray.serve_app.access import load
 from thingsray.serve_app.audit import ActionType
 from thingsray.serve_app.deps import PrincipalDep, ServicesDep, parse_uuid
@@ -82,14 +82,6 @@ def _keys(keys: str | None, key: list[str] | None) -> list[str] | None:
 # --- answer shapes -------------------------------------------------------------------------------
 
 
-def as_string(value: Value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return java_double(value)
-    if isinstance(value, JsonValue):
-        return value.text
-    return str(value)
 
 
 def ts_answer(points: list[TsPoint], strict: bool) -> dict[str, list[dict[str, Any]]]:
@@ -98,7 +90,7 @@ def ts_answer(points: list[TsPoint], strict: bool) -> dict[str, list[dict[str, A
         if point.value is None:
             value = None
         else:
-            value = to_json_value(point.value) if strict else as_string(point.value)
+            value = to_json_value(point.value) if strict else value_text(point.value)
         answer.setdefault(point.key, []).append({"ts": point.ts, "value": value})
     return answer
 
