@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import assert_tb_error, unique
+from tests.conftest import assert_tb_error, eventually, unique
 from tests.rules.test_engine_e2e import save_rpc_answering_root_chain
 from tests.test_mqtt_device_api import ask
 from thingsray.actors.messages import RpcStatus, ToDeviceRpc
@@ -217,6 +217,93 @@ def test_the_device_answers_a_server_rpc_over_http(anonymous: httpx.Client, plat
         assert outcomes, "the RPC was not answered"
         assert outcomes[0].status is RpcStatus.SUCCESSFUL and outcomes[0].response == {"temp": 36.6}
         assert_tb_error(anonymous.post(f"/api/v1/{device['token']}/rpc/not-a-number", json={}), 400)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+# --- server-side RPC by long poll ------------------------------------------------------------------
+def _poll_rpc(base_url: str, token: str, timeout_ms: int, answers: list[httpx.Response]) -> threading.Thread:
+    def poll() -> None:
+        with httpx.Client(base_url=base_url, timeout=timeout_ms / 1000 + WAIT) as client:
+            answers.append(client.get(f"/api/v1/{token}/rpc", params={"timeout": timeout_ms}))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    return poller
+
+
+def _wait_for_poll(platform: Any, device_id: str) -> None:
+    from thingsray.actors.messages import GetDeviceState
+
+    eventually(lambda: ask(platform, device_id, GetDeviceState())["rpcPolls"] == 1, "the RPC poll reaching the device")
+
+
+def test_a_one_way_rpc_reaches_a_long_polling_device(tenant: httpx.Client, base_url: str, platform: Any,
+                                                     device: dict[str, str]) -> None:
+    answers: list[httpx.Response] = []
+    poller = _poll_rpc(base_url, device["token"], int(WAIT * 1000), answers)
+    _wait_for_poll(platform, device["id"])
+    sent = tenant.post(f"/api/plugins/rpc/oneway/{device['id']}", json={"method": "setLed", "params": {"on": True}})
+    assert sent.status_code == 200, sent.text
+    poller.join(WAIT)
+    assert answers and answers[0].status_code == 200, answers
+    request = answers[0].json()
+    assert request["method"] == "setLed" and request["params"] == {"on": True} and isinstance(request["id"], int)
+
+
+def test_a_two_way_rpc_is_answered_by_the_polling_device(tenant: httpx.Client, base_url: str, platform: Any,
+                                                         anonymous: httpx.Client, device: dict[str, str]) -> None:
+    answers: list[httpx.Response] = []
+    poller = _poll_rpc(base_url, device["token"], int(WAIT * 1000), answers)
+    _wait_for_poll(platform, device["id"])
+    outcome: list[httpx.Response] = []
+    caller = threading.Thread(target=lambda: outcome.append(tenant.post(
+        f"/api/plugins/rpc/twoway/{device['id']}", json={"method": "getTemp", "params": {}, "timeout": 15000})))
+    caller.start()
+    poller.join(WAIT)
+    assert answers and answers[0].status_code == 200, answers
+    request = answers[0].json()
+    replied = anonymous.post(f"/api/v1/{device['token']}/rpc/{request['id']}", json={"temp": 20.5})
+    assert replied.status_code == 200, replied.text
+    caller.join(WAIT)
+    assert outcome and outcome[0].status_code == 200, outcome
+    assert outcome[0].json() == {"temp": 20.5}
+
+
+def test_an_rpc_poll_without_rpc_times_out_with_408(anonymous: httpx.Client, device: dict[str, str]) -> None:
+    answer = anonymous.get(f"/api/v1/{device['token']}/rpc", params={"timeout": 300})
+    assert answer.status_code == 408 and answer.content == b""
+    assert anonymous.get("/api/v1/no-such-token/rpc", params={"timeout": 300}).status_code == 401
+    assert_tb_error(anonymous.get(f"/api/v1/{device['token']}/rpc", params={"timeout": "soon"}), 400)
+
+
+def test_an_rpc_poll_does_not_displace_the_devices_mqtt_session(tenant: httpx.Client, base_url: str,
+                                                                platform: Any, device: dict[str, str]) -> None:
+    """A poll is ThingsBoard's SYNC session: the MQTT session stays, and RPC goes to it first."""
+    import paho.mqtt.client as mqtt
+
+    received: list[Any] = []
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"poll-mqtt-{uuid.uuid4().hex[:8]}")
+    client.username_pw_set(device["token"])
+    client.on_connect = lambda c, *_: c.subscribe("v1/devices/me/rpc/request/+", qos=1)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda _c, _u, m: received.append(json.loads(m.payload))
+    client.connect("127.0.0.1", platform.mqtt_port)
+    client.loop_start()
+    try:
+        assert subscribed.wait(WAIT)
+        answers: list[httpx.Response] = []
+        poller = _poll_rpc(base_url, device["token"], 3000, answers)
+        _wait_for_poll(platform, device["id"])
+        sent = tenant.post(f"/api/plugins/rpc/oneway/{device['id']}", json={"method": "toMqtt", "params": 1})
+        assert sent.status_code == 200, sent.text
+        eventually(lambda: received, "the RPC over MQTT")
+        assert received[0] == {"method": "toMqtt", "params": 1}
+        poller.join(WAIT)
+        assert answers and answers[0].status_code == 408
+        assert client.is_connected()
     finally:
         client.disconnect()
         client.loop_stop()

@@ -117,6 +117,47 @@ def test_a_device_with_a_client_certificate_publishes_over_tls(tls_up: TlsUp):
 
 
 @slow
+def test_an_x509_device_connects_with_its_certificate_alone(tls_up: TlsUp):
+    """The certificate's PEM body hashed with SHA3-256 is the device's credentials id (spec 1.1): no
+    username, no password; a certificate no device has, without a token, is not authorized."""
+    pki = tls_up.pki
+    token = httpx.post(f"{tls_up.url}/api/auth/login",
+                       json={"username": TENANT_ADMIN[0], "password": TENANT_ADMIN[1]}).json()["token"]
+    with httpx.Client(base_url=tls_up.url, headers={"X-Authorization": f"Bearer {token}"}, timeout=30) as tenant:
+        created = tenant.post("/api/device", json={"name": "X509 Device"})
+        assert created.status_code == 200, created.text
+        credentials = tenant.get(f"/api/device/{created.json()['id']['id']}/credentials").json()
+        saved = tenant.post("/api/device/credentials", json={
+            **credentials, "credentialsType": "X509_CERTIFICATE", "credentialsId": None,
+            "credentialsValue": pki.device_cert.read_text()})
+        assert saved.status_code == 200, saved.text
+
+    def connect(cert: Path, key: Path) -> tuple[int, paho.Client, threading.Event]:
+        c = paho.Client(CallbackAPIVersion.VERSION2)
+        c.tls_set(ca_certs=str(pki.ca), certfile=str(cert), keyfile=str(key))
+        answered, codes, acknowledged = threading.Event(), [], threading.Event()
+        c.on_connect = lambda _c, _u, _f, reason, _p: (codes.append(reason.value), answered.set())
+        c.on_publish = lambda *_: acknowledged.set()
+        c.connect("127.0.0.1", tls_up.tls_port)
+        c.loop_start()
+        assert answered.wait(WAIT)
+        return codes[0], c, acknowledged
+
+    code, client, acknowledged = connect(pki.device_cert, pki.device_key)
+    try:
+        assert code == 0
+        client.publish("v1/devices/me/telemetry", '{"byCertificate":1}', qos=1)
+        assert acknowledged.wait(WAIT)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert latest(tls_up.url, "X509 Device", "byCertificate")[0]["value"] == "1"
+    code, client, _ = connect(pki.client_cert, pki.client_key)  # signed by the CA, but no device's
+    client.loop_stop()
+    assert code == 135  # not authorized (paho gives 3.1.1's return code 5 as MQTT 5's reason 135)
+
+
+@slow
 def test_sigterm_stops_up_with_both_listeners(tls_up: TlsUp):
     assert tls_up.up.stop(signal.SIGTERM) == 0, tls_up.up.output()
     assert not tls_up.up.leftovers(wait_s=30.0)

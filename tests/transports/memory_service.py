@@ -40,6 +40,9 @@ class MemoryService:
     claims: list[tuple[str, str | None, int | None]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     rpc_answered: asyncio.Event = field(default_factory=asyncio.Event)
+    certificates: dict[str, DeviceIdentity] = field(default_factory=dict)
+    """PEM (stripped) -> the X.509 device it authenticates."""
+    provision_requests: list[Any] = field(default_factory=list)
 
     def add_token(self, token: str, name: str) -> DeviceIdentity:
         self.tokens[token] = device(name)
@@ -67,6 +70,20 @@ class MemoryService:
         if username:
             return await self.authenticate_token(username)
         raise AuthError(AuthFailure.NOT_FOUND, "no credentials")
+
+    async def authenticate_x509(self, certificate_pem: str) -> DeviceIdentity:
+        found = self.certificates.get(certificate_pem.strip())
+        if found is None:
+            raise AuthError(AuthFailure.NOT_FOUND, "no device has this certificate")
+        return found
+
+    async def provision(self, request: Any) -> dict[str, Any]:
+        self.provision_requests.append(request)
+        if request.get("provisionDeviceKey") != "KEY" or request.get("provisionDeviceSecret") != "SECRET":
+            return {"errorMsg": "Provision data was not found!", "status": "NOT_FOUND"}
+        token = f"token-of-{request.get('deviceName')}"
+        self.add_token(token, str(request.get("deviceName")))
+        return {"credentialsType": "ACCESS_TOKEN", "credentialsValue": token, "status": "SUCCESS"}
 
     async def connect(self, device: DeviceIdentity, sink: SessionSink) -> None:
         previous = self.sessions.get(device.device_id)

@@ -103,7 +103,7 @@ class Pki:
 
 def make_pki(directory: Path) -> Pki:
     """ca, server_cert/server_key (and server_key_encrypted with KEY_PASSWORD), client_cert/client_key
-    signed by ca; other_ca and other_client_cert/other_client_key that ca does not know."""
+    and device_cert/device_key signed by ca; other_ca and other_client_cert/other_client_key that ca does not know."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
     ca_key, other_ca_key = _key(), _key()
@@ -112,6 +112,7 @@ def make_pki(directory: Path) -> Pki:
     pki.write_cert("ca", ca)
     pki.write_cert("other_ca", other_ca)
     for name, issuer, issuer_key, server in (("server", ca, ca_key, True), ("client", ca, ca_key, False),
+                                             ("device", ca, ca_key, False),
                                              ("other_client", other_ca, other_ca_key, False)):
         key = _key()
         pki.write_cert(f"{name}_cert", _certificate(f"{name}.test", key, issuer, issuer_key, server=server))

@@ -9,6 +9,7 @@ while the commit happens, and the device's acknowledgement still waits for it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from thingsray.actors.device_rpc import ServerRpcs, background, log_write_failure
 from thingsray.actors.env import ShardEnv
 from thingsray.actors.messages import (
     ClaimRequest,
@@ -32,7 +34,6 @@ from thingsray.actors.messages import (
     PostAttributes,
     PostTelemetry,
     PushAttributes,
-    PushRpc,
     RpcOutcome,
     RpcStatus,
     SaveAttributes,
@@ -44,6 +45,7 @@ from thingsray.actors.messages import (
     SubscriptionChanged,
     ToDeviceRpc,
     ToRuleEngine,
+    WaitRpc,
 )
 from thingsray.actors.processing import DeviceEvent, save_timeseries
 from thingsray.actors.tenant import TenantView
@@ -63,6 +65,10 @@ TO_SERVER_RPC_REQUEST = MsgType.TO_SERVER_RPC_REQUEST
 CLIENT_RPC_TIMEOUT_S = 60.0
 """How long a device-side RPC waits for a chain's answer (ThingsBoard's clientSideRpc timeout)."""
 DEFAULT_INACTIVITY_TIMEOUT_MS = 600_000
+CLAIM_DURATION_MS = 86_400_000
+"""How long a device's claim offer stands when it names no duration (ThingsBoard's security.claim.duration)."""
+CLAIMING_DATA = "claimingData"
+"""The server attribute holding a claim offer: ``{"secretKey", "expirationTime"}`` as JSON text."""
 ACTIVITY_PERSIST_INTERVAL_MS = 10_000
 """lastActivityTime is written at most this often (and on every change of ``active``)."""
 
@@ -101,7 +107,7 @@ class DeviceActor(Actor):
 
     def can_passivate(self) -> bool:
         return (not self.state.sessions and not self.state.pending_rpc and not self.state.client_rpcs
-                and not self.state.rest_rpcs)
+                and not self.state.rest_rpcs and not self.state.rpc_polls)
 
     async def passivate(self) -> None:
         self.state.stop_timer()
@@ -131,6 +137,8 @@ class DeviceActor(Actor):
                 s.rpc_delivered(request_id)
             case ToDeviceRpc():
                 return s.rpc(message)
+            case WaitRpc(timeout_ms=timeout_ms):
+                return s.wait_rpc(timeout_ms)
             case ServerRpc():
                 return await s.server_rpc(message)
             case ToRuleEngine():
@@ -148,7 +156,7 @@ class DeviceActor(Actor):
             case GetDeviceState():
                 return s.snapshot()
             case ClaimRequest():
-                s.claim = message
+                await s.register_claim(message)
             case CheckInactivity():
                 s.check_inactivity()
             case _:
@@ -156,13 +164,13 @@ class DeviceActor(Actor):
         return None
 
 
-class DeviceState:
+class DeviceState(ServerRpcs):
     """Slotted, with collections created on first use: a million of them live in one shard (see
     bench/actor_memory.py). A new attribute needs its name in ``__slots__``."""
 
-    __slots__ = ("_activity_persisted", "_last_rpc_id", "_timer_armed", "active", "address", "claim", "client",
+    __slots__ = ("_activity_persisted", "_last_rpc_id", "_poll_seq", "_timer_armed", "active", "address", "client",
                  "client_rpcs", "device_id", "env", "last_activity", "name", "pending_rpc", "profile_id", "rest_rpcs",
-                 "server", "sessions", "shared", "tenant")
+                 "rpc_polls", "server", "sessions", "shared", "tenant")
 
     def __init__(self, device_id: uuid.UUID, address: Address, env: ShardEnv) -> None:
         self.device_id = device_id
@@ -179,8 +187,10 @@ class DeviceState:
         self.pending_rpc: Mapping[int, tuple[asyncio.Future[RpcOutcome], bool]] = _NOTHING
         self.rest_rpcs: Mapping[str, asyncio.Future[RpcOutcome]] = _NOTHING
         """REST calls waiting for their RPC's outcome while it goes through the chain, by requestUUID."""
+        self.rpc_polls: Mapping[int, asyncio.Future[RpcRequest | None]] = _NOTHING
+        """HTTP long polls waiting for an RPC, oldest first."""
         self._last_rpc_id = 0
-        self.claim: ClaimRequest | None = None
+        self._poll_seq = 0
         self.active = False
         self.last_activity = 0
         self._activity_persisted = 0
@@ -283,7 +293,7 @@ class DeviceState:
         async def run() -> None:
             await (await self._process(str(event), data, ts))
 
-        _background(run())
+        background(run())
 
     # --- from the device ---------------------------------------------------------------------
     async def post_telemetry(self, message: PostTelemetry) -> Deferred:
@@ -322,7 +332,7 @@ class DeviceState:
         except Exception:
             self._forget("client_rpcs", request_id)
             raise
-        done.add_done_callback(_log_write_failure)
+        done.add_done_callback(log_write_failure)
         return Deferred(future)
 
     def client_rpc_reply(self, request_id: int, body: Any) -> None:
@@ -413,7 +423,23 @@ class DeviceState:
                 self._own("server")[key] = (value, ts)
         future = self.env.writer.submit(WriteRequest(attributes=[
             AttributeRow(self.device_id, AttributeScope.SERVER_SCOPE, k, v, ts) for k, v in values.items()]))
-        future.add_done_callback(_log_write_failure)
+        future.add_done_callback(log_write_failure)
+
+    # --- claiming ---------------------------------------------------------------------------------
+    async def register_claim(self, message: ClaimRequest) -> None:
+        """The device offers itself to a customer (ThingsBoard's registerClaimingInfo, claiming
+        allowed by default): ``claimingData`` (secret key, expiration) becomes a server attribute,
+        unless the device has a customer or an unexpired offer already stands. Answered once stored."""
+        customer = await self.env.db.fetchval("SELECT customer_id FROM device WHERE id = $1", self.device_id)
+        if customer is not None:
+            log.warning("device %s asked to be claimed but is already claimed", self.device_id)
+            return
+        standing = claim_offer(self._server_value(CLAIMING_DATA, None))
+        if standing is not None and standing[1] >= message.ts:
+            return
+        duration = message.duration_ms if message.duration_ms and message.duration_ms > 0 else CLAIM_DURATION_MS
+        offer = json.dumps({"secretKey": message.secret_key or "", "expirationTime": message.ts + duration})
+        await self.save_attributes_now("SERVER_SCOPE", {CLAIMING_DATA: offer}, message.ts, notify=True)
 
     # --- from the REST API and rule chains ------------------------------------------------------
     def save_attributes(self, scope: str, values: dict[str, Value], ts: int) -> Deferred:
@@ -456,46 +482,7 @@ class DeviceState:
     def _push_attributes(self, update: AttributeUpdate) -> None:
         for session in self.sessions.values():
             if session.attributes:
-                _background(self.env.push(session.ref, PushAttributes(session.ref.session_id, update)))
-
-    # --- server-side RPC -----------------------------------------------------------------------
-    def _rpc_session(self) -> Session | None:
-        return next((s for s in self.sessions.values() if s.rpc), None)
-
-    def rpc(self, message: ToDeviceRpc) -> RpcOutcome | Deferred:
-        outcome = self._send_rpc(message)
-        waiting = self._forget("rest_rpcs", message.request_uuid) if message.request_uuid else None
-        if waiting is not None:  # the chain's RPC Call Request node sends a REST call's RPC
-            _answer(waiting, outcome)
-        return outcome
-
-    async def server_rpc(self, message: ServerRpc) -> RpcOutcome | Deferred:
-        """A REST call's RPC enters the chain (ThingsBoard's RPC_CALL_FROM_SERVER_TO_DEVICE); the call
-        is answered when the chain's RPC Call Request node has sent it (``rpc``) and the device has
-        answered, or with TIMEOUT at its expiration. Never awaits the device inside this message."""
-        if self.tenant is None:
-            return RpcOutcome(RpcStatus.NOT_CONNECTED, 0)
-        loop = asyncio.get_running_loop()
-        waiting: asyncio.Future[RpcOutcome] = loop.create_future()
-        self._own("rest_rpcs")[message.request_uuid] = waiting
-
-        def expire() -> None:
-            if self._forget("rest_rpcs", message.request_uuid) is not None and not waiting.done():
-                waiting.set_result(RpcOutcome(RpcStatus.TIMEOUT, 0))
-
-        loop.call_later(max(0, message.expiration_time - now_ms()) / 1000, expire)
-        try:
-            done = await self._process(MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE,
-                                       {"method": message.method, "params": message.params}, now_ms(),
-                                       requestUUID=message.request_uuid,
-                                       expirationTime=str(message.expiration_time),
-                                       oneway=str(message.oneway).lower(),
-                                       persistent=str(message.persistent).lower())
-        except Exception:
-            self._forget("rest_rpcs", message.request_uuid)
-            raise
-        done.add_done_callback(_log_write_failure)
-        return Deferred(waiting)
+                background(self.env.push(session.ref, PushAttributes(session.ref.session_id, update)))
 
     async def rule_engine_msg(self, message: ToRuleEngine) -> Deferred:
         tenant = self._tenant()
@@ -523,44 +510,6 @@ class DeviceState:
         else:
             raise ValueError(f"unknown device state event {event!r}")
 
-    def _send_rpc(self, message: ToDeviceRpc) -> RpcOutcome | Deferred:
-        self._last_rpc_id += 1
-        request_id = self._last_rpc_id
-        if self.tenant is not None:
-            self.tenant.usage.rpc_requests += 1
-        session = self._rpc_session()
-        if session is None:
-            return RpcOutcome(RpcStatus.NOT_CONNECTED, request_id)
-        future: asyncio.Future[RpcOutcome] = asyncio.get_running_loop().create_future()
-        self._own("pending_rpc")[request_id] = (future, message.oneway)
-        request = RpcRequest(request_id, message.method, message.params, message.oneway)
-
-        async def send() -> None:
-            delivered = await self.env.push(session.ref, PushRpc(session.ref.session_id, request))
-            if delivered and message.oneway:
-                self._finish_rpc(request_id, RpcOutcome(RpcStatus.DELIVERED, request_id))
-            elif not delivered and message.oneway:
-                self._finish_rpc(request_id, RpcOutcome(RpcStatus.TIMEOUT, request_id))
-
-        _background(send())
-        loop = asyncio.get_running_loop()
-        loop.call_later(message.timeout_ms / 1000, self._finish_rpc, request_id,
-                        RpcOutcome(RpcStatus.TIMEOUT, request_id))
-        return Deferred(future)
-
-    def rpc_answered(self, request_id: int, payload: Any) -> None:
-        self._finish_rpc(request_id, RpcOutcome(RpcStatus.SUCCESSFUL, request_id, payload))
-
-    def rpc_delivered(self, request_id: int) -> None:
-        entry = self.pending_rpc.get(request_id)
-        if entry is not None and entry[1]:
-            self._finish_rpc(request_id, RpcOutcome(RpcStatus.DELIVERED, request_id))
-
-    def _finish_rpc(self, request_id: int, outcome: RpcOutcome) -> None:
-        entry = self._forget("pending_rpc", request_id)
-        if entry is not None and not entry[0].done():
-            entry[0].set_result(outcome)
-
     # --- entity changes ----------------------------------------------------------------------
     async def device_changed(self, kind: str) -> None:
         if kind == "UPDATED":
@@ -582,38 +531,13 @@ class DeviceState:
                 "inactivityAlarmTime": self._server_value("inactivityAlarmTime", 0),
                 "inactivityTimeout": self.inactivity_timeout_ms, "sessions": len(self.sessions),
                 "profileId": None if self.profile_id is None else str(self.profile_id),
-                "pendingRpc": len(self.pending_rpc)}
+                "pendingRpc": len(self.pending_rpc), "rpcPolls": len(self.rpc_polls)}
 
 
-_background_tasks: set[asyncio.Task[Any]] = set()
-
-
-def _background(coro: Any) -> None:
-    task = asyncio.get_running_loop().create_task(coro)
-    _background_tasks.add(task)
-    task.add_done_callback(_background_tasks.discard)
-
-
-def _answer(waiting: asyncio.Future[RpcOutcome], outcome: RpcOutcome | Deferred) -> None:
-    """Resolve ``waiting`` with ``outcome`` now, or when its future resolves."""
-    if isinstance(outcome, RpcOutcome):
-        if not waiting.done():
-            waiting.set_result(outcome)
-        return
-
-    def copy(done: asyncio.Future[Any]) -> None:
-        if waiting.done():
-            return
-        if done.cancelled():
-            waiting.cancel()
-        elif done.exception() is not None:
-            waiting.set_exception(done.exception())  # type: ignore[arg-type]
-        else:
-            waiting.set_result(done.result())
-
-    outcome.future.add_done_callback(copy)
-
-
-def _log_write_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("a device state write failed: %r", future.exception())
+def claim_offer(value: Any) -> tuple[str, int] | None:
+    """(secret key, expiration time) of a ``claimingData`` attribute value; None when absent or unreadable."""
+    try:
+        data = json.loads(value) if isinstance(value, str) else value
+        return str(data.get("secretKey") or ""), int(data["expirationTime"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None

@@ -112,6 +112,14 @@ class ClaimRequest:
     ts: int
 
 
+@dataclass(frozen=True, slots=True)
+class WaitRpc:
+    """An HTTP long poll for server-side RPC: answered with the next ``RpcRequest`` for the device,
+    or None after ``timeout_ms``. A poll is not a session: it displaces none and none displaces it."""
+
+    timeout_ms: int
+
+
 # --- from the REST API and the rule engine -----------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class SaveAttributes:
@@ -229,7 +237,7 @@ class CloseSession:
 Downlink = PushAttributes | PushRpc | CloseSession
 
 DeviceMessage = (SessionOpened | SessionClosed | SubscriptionChanged | PostTelemetry | PostAttributes
-                 | GetAttributes | DeviceRpcResponse | DeviceRpcDelivered | ClaimRequest | SaveAttributes
+                 | GetAttributes | DeviceRpcResponse | DeviceRpcDelivered | ClaimRequest | WaitRpc | SaveAttributes
                  | DeleteAttributes | SaveTimeseries | ToDeviceRpc | DeviceChanged | GetDeviceState | ClientRpc
                  | ClientRpcReply | ServerRpc | DeviceStateEvent | ToRuleEngine)
 

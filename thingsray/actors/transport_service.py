@@ -22,14 +22,32 @@ from thingsray.actors.messages import (
     SessionOpened,
     SessionRef,
     SubscriptionChanged,
+    WaitRpc,
 )
 from thingsray.kv import Value
 from thingsray.runtime import Address, Router
 from thingsray.storage import Database
-from thingsray.storage.credentials import CredentialStore, CredentialsType, DeviceAuth, sha3_hex
+from thingsray.storage.credentials import (
+    Credentials,
+    CredentialStore,
+    CredentialsType,
+    DeviceAuth,
+    generate_access_token,
+    sha3_hex,
+    trim_certificate,
+)
+from thingsray.storage.devices import DeviceRow, create_device, find_device, profile_for
 from thingsray.storage.entities import now_ms
+from thingsray.storage.provisioning import DeviceProvisioning
 from thingsray.transports.payloads import AttributeRequest, TelemetryGroup
-from thingsray.transports.service import AuthError, AuthFailure, DeviceIdentity, SessionLimits, SessionSink
+from thingsray.transports.service import (
+    AuthError,
+    AuthFailure,
+    DeviceIdentity,
+    RpcRequest,
+    SessionLimits,
+    SessionSink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +99,15 @@ class PlatformTransportService:
                 return await self._identity(auth)
         raise AuthError(AuthFailure.NOT_FOUND, "no device has these credentials")
 
+    async def authenticate_x509(self, certificate_pem: str) -> DeviceIdentity:
+        """ThingsBoard's X.509 lookup: the SHA3-256 of the certificate's PEM body, without the
+        BEGIN/END lines and line breaks, is the credentials id."""
+        body = trim_certificate(certificate_pem).strip()
+        auth = await self._find(sha3_hex(body)) if body else None
+        if auth is None or auth.credentials_type is not CredentialsType.X509_CERTIFICATE:
+            raise AuthError(AuthFailure.NOT_FOUND, "no device has this client certificate")
+        return await self._identity(auth)
+
     async def _find(self, credentials_id: str) -> DeviceAuth | None:
         try:
             return await self.credentials.find_device_by_credentials_id(credentials_id)
@@ -99,6 +126,61 @@ class PlatformTransportService:
                               device_type=row["type"] or "default", profile_id=row["device_profile_id"],
                               customer_id=row["customer_id"],
                               gateway=bool(isinstance(info, dict) and info.get("gateway")))
+
+    # --- devices transports create ---------------------------------------------------------------
+    async def provision(self, request: Any) -> dict[str, Any]:
+        try:
+            return await DeviceProvisioning(self.db, self.credentials).provision(request)
+        except Exception:
+            log.exception("provisioning failed")
+            return {"errorMsg": "Failed to provision device!", "status": "FAILURE"}
+
+    async def gateway_device(self, gateway: DeviceIdentity, device_name: str,
+                             device_type: str | None = None) -> DeviceIdentity:
+        """Created with the gateway's customer, related from the gateway ("Created"), and marked with
+        ``lastConnectedGateway`` as ThingsBoard's gateway connect does."""
+        info = {"lastConnectedGateway": str(gateway.device_id)}
+        row = await self.named_device(gateway.tenant_id, device_name, device_type, customer_id=gateway.customer_id,
+                                      additional_info=info, created_by=gateway.device_id)
+        if row.additional_info.get("lastConnectedGateway") != info["lastConnectedGateway"]:
+            await self.db.execute(
+                "UPDATE device SET additional_info = COALESCE(additional_info::jsonb, '{}'::jsonb) || $2::jsonb,"
+                " version = version + 1 WHERE id = $1", row.device_id, json.dumps(info))
+        return device_identity(row)
+
+    async def tenant_device(self, tenant_id: uuid.UUID, device_name: str,
+                            device_type: str | None = None) -> DeviceIdentity:
+        return device_identity(await self.named_device(tenant_id, device_name, device_type))
+
+    async def named_device(self, tenant_id: uuid.UUID, device_name: str, device_type: str | None = None, *,
+                           customer_id: uuid.UUID | None = None, additional_info: dict[str, Any] | None = None,
+                           created_by: uuid.UUID | None = None) -> DeviceRow:
+        """The tenant's device of that name, created on first use with the profile named
+        ``device_type`` (the tenant's default profile for None) and a random access token;
+        ``created_by``: the gateway a new device is related from."""
+        name = device_name.strip()
+        if not name or len(name) > 255:
+            raise ValueError(f"a device name must be 1 to 255 characters, got {device_name!r}")
+        existing = await find_device(self.db, tenant_id, name)
+        if existing is not None:
+            return existing
+        async with self.db.transaction() as conn:
+            profile = await profile_for(conn, tenant_id, (device_type or "").strip() or None)
+            created = await create_device(conn, self.credentials, tenant_id, name, profile,
+                                          Credentials(CredentialsType.ACCESS_TOKEN, generate_access_token()),
+                                          customer_id=customer_id, additional_info=additional_info)
+            if created is not None and created_by is not None:
+                await conn.execute(
+                    "INSERT INTO relation (from_id, from_type, to_id, to_type, relation_type_group, relation_type,"
+                    " additional_info, version) VALUES ($1, 'DEVICE', $2, 'DEVICE', 'COMMON', 'Created', NULL, 1)"
+                    " ON CONFLICT DO NOTHING", created_by, created.device_id)
+        if created is None:  # another session created it meanwhile
+            created = await find_device(self.db, tenant_id, name)
+            if created is None:
+                raise LookupError(f"device {name!r} was created and deleted at once")
+        else:
+            log.info("device %s (%s) created by a transport", name, created.device_id)
+        return created
 
     # --- sessions ------------------------------------------------------------------------------
     def _ref(self, sink: SessionSink) -> SessionRef:
@@ -147,7 +229,18 @@ class PlatformTransportService:
         return await self.router.ask_alone(device_address(device.device_id), ClientRpc(method, params))
 
     async def claim(self, device: DeviceIdentity, secret_key: str | None, duration_ms: int | None) -> None:
-        await self.router.tell(device_address(device.device_id), ClaimRequest(secret_key, duration_ms, now_ms()))
+        await self.router.ask(device_address(device.device_id), ClaimRequest(secret_key, duration_ms, now_ms()))
+
+    async def wait_rpc(self, device: DeviceIdentity, timeout_ms: int) -> RpcRequest | None:
+        request: RpcRequest | None = await self.router.ask_alone(device_address(device.device_id),
+                                                                  WaitRpc(timeout_ms))
+        return request
 
     def session_limits(self, device: DeviceIdentity) -> SessionLimits:
         return self.limits
+
+
+def device_identity(row: DeviceRow) -> DeviceIdentity:
+    return DeviceIdentity(device_id=row.device_id, tenant_id=row.tenant_id, device_name=row.name,
+                          device_type=row.type, profile_id=row.profile_id, customer_id=row.customer_id,
+                          gateway=bool(row.additional_info.get("gateway")))

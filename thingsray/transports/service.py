@@ -98,6 +98,27 @@ class TransportService(Protocol):
     async def authenticate_basic(self, client_id: str, username: str | None, password: str | None) -> DeviceIdentity:
         """MQTT_BASIC credentials, then the username as an access token (spec 1.1)."""
 
+    async def authenticate_x509(self, certificate_pem: str) -> DeviceIdentity:
+        """The device whose X509_CERTIFICATE credentials are this client certificate (its PEM body's SHA3-256)."""
+
+    async def provision(self, request: Any) -> dict[str, Any]:
+        """A device provisioning request (the JSON body of ``/provision/request``, CoAP or HTTP
+        ``/api/v1/provision``), answered with ThingsBoard's JSON: ``{"status": "SUCCESS",
+        "credentialsType", "credentialsValue"}`` or ``{"status": "NOT_FOUND" | "FAILURE", "errorMsg"}``.
+        Never raises for a bad request: the answer says what was wrong."""
+
+    async def gateway_device(self, gateway: DeviceIdentity, device_name: str,
+                             device_type: str | None = None) -> DeviceIdentity:
+        """The gateway's child device of that name, created on first use in the gateway's tenant and
+        customer with the profile named ``device_type`` (default "default"), related to the gateway
+        ("Created"), as ThingsBoard's gateway connect does. Raises ``AuthError`` when the name belongs
+        to a device of the tenant that is not this gateway's child and the gateway may not speak for it."""
+
+    async def tenant_device(self, tenant_id: uuid.UUID, device_name: str,
+                            device_type: str | None = None) -> DeviceIdentity:
+        """The tenant's device of that name, created on first use with the profile named
+        ``device_type`` (the tenant's default profile for None), as a bridge creates devices."""
+
     async def connect(self, device: DeviceIdentity, sink: SessionSink) -> None:
         """The device is online through ``sink``; a session it had before is closed."""
 
@@ -126,5 +147,9 @@ class TransportService(Protocol):
         """A device-side RPC; the answer goes back to the device."""
 
     async def claim(self, device: DeviceIdentity, secret_key: str | None, duration_ms: int | None) -> None: ...
+
+    async def wait_rpc(self, device: DeviceIdentity, timeout_ms: int) -> RpcRequest | None:
+        """An HTTP long poll for server-side RPC (ThingsBoard's SYNC session: it does not displace the
+        device's MQTT or CoAP session): the next RPC for the device, or None after ``timeout_ms``."""
 
     def session_limits(self, device: DeviceIdentity) -> SessionLimits: ...

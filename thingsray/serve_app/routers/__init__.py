@@ -5,6 +5,7 @@ from thingsray.serve_app.routers import (
     assets,
     audit_logs,
     auth,
+    claiming,
     customers,
     dashboards,
     device_api,
@@ -27,4 +28,4 @@ ALL = (auth.router, tenants.router, customers.router, users.router, device_profi
        assets.router, dashboards.router, entity_views.router, relations.router, audit_logs.router,
        telemetry.router, rpc.router, usage.router, alarms.router,
        rule_chains.router, rule_chain_transfer.router, events.router, entity_query.router,
-       device_api.router)
+       device_api.router, claiming.router)

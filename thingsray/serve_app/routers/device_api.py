@@ -112,3 +112,15 @@ async def claim(token: str, request: Request, services: ServicesDep) -> Response
     api = _api(request, services)
     body = await _body(request, api.max_payload_size)
     return _response(too_large(api.max_payload_size) if body is None else await api.claim(token, body))
+
+
+@router.get("/{token}/rpc", summary="Long poll for a server-side RPC to the device")
+async def rpc_requests(token: str, request: Request, services: ServicesDep, wait: Timeout = None) -> Response:
+    return _response(await _api(request, services).rpc_requests(token, wait))
+
+
+@router.post("/provision", summary="Provision a device with its profile's provision key and secret")
+async def provision(request: Request, services: ServicesDep) -> Response:
+    api = _api(request, services)
+    body = await _body(request, api.max_payload_size)
+    return _response(too_large(api.max_payload_size) if body is None else await api.provision(body))

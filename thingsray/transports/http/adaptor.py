@@ -229,5 +229,29 @@ class HttpDeviceApi:
         return await self._run(token, None, work)
 
 
+    async def rpc_requests(self, token: str, wait: str | None) -> HttpAnswer:
+        """Wait for the next server-side RPC: ``{"id", "method", "params"}``; 408 when none comes."""
+        async def work(device: DeviceIdentity) -> HttpAnswer:
+            request = await self.service.wait_rpc(device, long_poll_timeout_ms(wait))
+            if request is None:
+                return TIMED_OUT
+            return HttpAnswer(200, {"id": request.request_id, "method": request.method, "params": request.params})
+
+        return await self._run(token, None, work)
+
+    # --- provisioning ------------------------------------------------------------------------------
+    async def provision(self, body: bytes) -> HttpAnswer:
+        """ThingsBoard answers 200 with its provisioning JSON, success or not."""
+        if len(body) > self.max_payload_size:
+            return too_large(self.max_payload_size)
+        try:
+            request = loads(body)
+        except PayloadError as exc:
+            return bad_request(str(exc))
+        if not isinstance(request, dict):
+            return bad_request("a provisioning request must be a JSON object")
+        return HttpAnswer(200, await self.service.provision(request))
+
+
 def _now() -> int:
     return int(time.time() * 1000)

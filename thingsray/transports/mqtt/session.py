@@ -36,6 +36,7 @@ from thingsray.transports.mqtt.codec import (
     Subscribe,
     Unsubscribe,
 )
+from thingsray.transports.mqtt.provisioning import ProvisioningExchange, is_provisioning
 from thingsray.transports.mqtt.tls import peer_certificate_pem
 from thingsray.transports.payloads import (
     PayloadError,
@@ -181,9 +182,10 @@ class MqttSession:
     async def _accept(self, connect: Connect) -> bool:
         self.keep_alive = connect.keep_alive
         refusal = Reason.BAD_USER_NAME_OR_PASSWORD if connect.username and connect.password else Reason.NOT_AUTHORIZED
-        if connect.client_id == "provision" or connect.username == "provision":
-            # device provisioning sessions arrive with the provisioning issue
-            await self._write(codec.connack(self.level, Reason.NOT_AUTHORIZED))
+        if is_provisioning(connect):
+            self.state = State.CONNECTED
+            await self._write(codec.connack(self.level, Reason.SUCCESS))
+            await ProvisioningExchange(self).run(self._pending)
             return False
         password = None
         if connect.password is not None:
@@ -193,7 +195,9 @@ class MqttSession:
                 await self._write(codec.connack(self.level, Reason.BAD_USER_NAME_OR_PASSWORD))
                 return False
         try:
-            self.device = await self.service.authenticate_basic(connect.client_id, connect.username, password)
+            self.device = await self._certificate_device()
+            if self.device is None:
+                self.device = await self.service.authenticate_basic(connect.client_id, connect.username, password)
         except AuthError as exc:
             reason = Reason.SERVER_UNAVAILABLE if exc.failure is AuthFailure.UNAVAILABLE else refusal
             await self._write(codec.connack(self.level, reason))
@@ -210,6 +214,18 @@ class MqttSession:
         self.state = State.CONNECTED
         await self._write(codec.connack(self.level, Reason.SUCCESS, properties=properties))
         return True
+
+    async def _certificate_device(self) -> DeviceIdentity | None:
+        """The X.509 device of the client certificate (verified against the CA by the handshake);
+        None without a certificate or when no device has it: then the CONNECT's credentials decide."""
+        if self.peer_certificate_pem is None:
+            return None
+        try:
+            return await self.service.authenticate_x509(self.peer_certificate_pem)
+        except AuthError as exc:
+            if exc.failure is AuthFailure.UNAVAILABLE:
+                raise
+            return None
 
     async def _serve(self) -> None:
         self._acker = asyncio.get_running_loop().create_task(self._acknowledge())
