@@ -9,6 +9,7 @@ import pytest
 
 from tests.runtime.test_host import Recorder, Store
 from thingsray.runtime import (
+    ActorError,
     Address,
     Batch,
     PartitionTable,
@@ -90,7 +91,7 @@ async def test_a_stale_partition_table_is_refused():
     table = PartitionTable.even(1, epoch=2)
     shard = LocalShard(ShardCore(0, {"rec": lambda a, _env: Recorder(a, store)}, table))
     router = Router(PartitionTable.even(1, epoch=1), [shard])
-    with pytest.raises(RemoteError, match="epoch 1"):
+    with pytest.raises(ActorError, match="moved to epoch 2 and this router cannot refresh it"):
         await router.ask(Address("rec", "s"), 1)
     assert "s" not in store.values
 

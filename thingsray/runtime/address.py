@@ -51,3 +51,31 @@ class PartitionTable:
 
     def partitions_of(self, shard: int) -> list[int]:
         return [p for p, owner in enumerate(self.owners) if owner == shard]
+
+    @property
+    def shards(self) -> int:
+        return max(self.owners) + 1
+
+    def with_shards(self, shards: int) -> PartitionTable:
+        """The table over ``shards`` shards that moves the fewest partitions: each shard ends with
+        an even share (one more for the first ``partitions % shards``); a partition stays where it
+        is while its shard is within its share. The epoch is the next one."""
+        if shards < 1:
+            raise ValueError("a partition table needs at least one shard")
+        base, extra = divmod(self.partitions, shards)
+        share = [base + (1 if s < extra else 0) for s in range(shards)]
+        kept = [0] * shards
+        owners: list[int | None] = []
+        for owner in self.owners:
+            if owner < shards and kept[owner] < share[owner]:
+                kept[owner] += 1
+                owners.append(owner)
+            else:
+                owners.append(None)
+        room = [s for s in range(shards) for _ in range(share[s] - kept[s])]
+        placed = iter(room)
+        return PartitionTable(tuple(o if o is not None else next(placed) for o in owners), self.epoch + 1)
+
+    def moved(self, other: PartitionTable) -> dict[int, tuple[int, int]]:
+        """Partition -> (owner here, owner in ``other``) for each partition whose owner differs."""
+        return {p: (a, b) for p, (a, b) in enumerate(zip(self.owners, other.owners, strict=True)) if a != b}

@@ -46,6 +46,14 @@ class Actor:
         """False keeps an idle actor in memory (it holds a live session, a pending call)."""
         return True
 
+    def export(self) -> Any:
+        """What of its live state (not in storage) the actor hands to its next host when its
+        partition moves: picklable, or None for nothing. Called after its mailbox drained."""
+        return None
+
+    def resume(self, state: Any) -> None:
+        """Take what ``export`` gave, on the new host, right after ``activate``."""
+
 
 ActorFactory = Callable[[Address, Any], Actor]
 """Makes the actor of an address; the second argument is the host's environment (its shared
@@ -109,6 +117,8 @@ class ActorHost:
         self._stopped = False
         self.restarts = 0
         self.processed = 0
+        self.handed_in: dict[Address, Any] = {}
+        """State exported by the previous host of a moved partition, taken at activation."""
 
     # --- sending ----------------------------------------------------------------------------
     async def tell(self, address: Address, message: Any) -> None:
@@ -207,6 +217,12 @@ class ActorHost:
             self._fail_mailbox(cell, ActorError(f"{address} could not be activated: {exc!r}"))
             self._cells.pop(address, None)
             return False
+        state = self.handed_in.pop(address, None)
+        if state is not None:
+            try:
+                actor.resume(state)
+            except Exception:
+                log.exception("actor %s failed to resume the state handed to it", address)
         cell.actor = actor
         return True
 
@@ -304,6 +320,33 @@ class ActorHost:
                 except Exception:
                     log.exception("actor %s failed to passivate", address)
         self._cells.clear()
+
+    async def hand_off(self, leaving: Callable[[Address], bool], poll_s: float = 0.005) -> dict[Address, Any]:
+        """Let the actors of addresses that are ``leaving`` finish their mail, then drop them and
+        return what they export. The caller stops new mail for them first (they are routed
+        elsewhere); mail they post to themselves meanwhile is finished too."""
+        while True:
+            busy = [c.worker for a, c in self._cells.items() if leaving(a) and (c.worker is not None or c.mailbox)]
+            if not busy:
+                break
+            workers = [w for w in busy if w is not None]
+            if workers:
+                await asyncio.wait(workers)
+            else:
+                await asyncio.sleep(poll_s)
+        exported: dict[Address, Any] = {}
+        for address in [a for a in self._cells if leaving(a)]:
+            cell = self._cells.pop(address)
+            if cell.actor is None:  # (a pending timer is skipped: the wheel finds no cell for it)
+                continue
+            try:
+                state = cell.actor.export()
+                if state is not None:
+                    exported[address] = state
+                await cell.actor.passivate()
+            except Exception:
+                log.exception("actor %s failed to hand off", address)
+        return exported
 
     def is_active(self, address: Address) -> bool:
         cell = self._cells.get(address)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from thingsray.runtime.address import Address, PartitionTable
 from thingsray.runtime.envelope import Batch, Envelope, Reply
 from thingsray.runtime.host import ActorError
+from thingsray.runtime.shard import WRONG_SHARD
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +54,45 @@ _SHARD_CACHE = 100_000
 """Addresses whose shard a router remembers (then it starts over)."""
 
 
+Refresh = Callable[[int], Awaitable[tuple[PartitionTable, Sequence[ShardClient]]]]
+"""The current partition table (at least the given epoch) and a client per shard of it."""
+
+
 class _Lane:
-    __slots__ = ("items", "room", "sender", "wakeup")
+    __slots__ = ("inflight", "items", "room", "sender", "wakeup")
 
     def __init__(self) -> None:
         self.items: deque[tuple[Envelope, asyncio.Future[Any]]] = deque()
         self.wakeup = asyncio.Event()
         self.room = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
+        self.inflight = 0
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.items) or self.inflight > 0
 
 
 class Router:
+    """``refresh`` fetches the partition table when a shard says it changed (a rebalance); without
+    it a changed table fails the messages routed by the old one."""
+
     def __init__(self, table: PartitionTable, clients: Sequence[ShardClient],
-                 options: RouterOptions | None = None) -> None:
+                 options: RouterOptions | None = None, refresh: Refresh | None = None) -> None:
         self._table = table
+        self._previous: PartitionTable | None = None
+        """The table before the last refresh: an address whose mail is still on its way to its
+        old shard keeps going there (and is refused and forwarded in order) until that lane is idle."""
         self._shards: dict[Address, int] = {}
         """shard_of per address (a hash per message otherwise), for the table above."""
         self.clients = list(clients)
         self.options = options or RouterOptions()
+        self._refresh = refresh
+        self._refreshing = asyncio.Lock()
         self._lanes: dict[int, _Lane] = {}
         self.retried_batches = 0
+        self.forwarded = 0
+        """Messages a shard refused for a changed table and this router sent to the new owner."""
         self._closed = False
 
     @property
@@ -87,10 +107,32 @@ class Router:
     def _shard_of(self, address: Address) -> int:
         shard = self._shards.get(address)
         if shard is None:
+            shard = self._table.shard_of(address)
+            if self._previous is not None:
+                old = self._previous.shard_of(address)
+                lane = self._lanes.get(old) if old != shard else None
+                if lane is not None and lane.busy:
+                    return old  # behind its earlier mail, which the old shard refuses and this router forwards
             if len(self._shards) >= _SHARD_CACHE:
                 self._shards.clear()
-            shard = self._shards[address] = self._table.shard_of(address)
+            self._shards[address] = shard
         return shard
+
+    async def _adopt(self, epoch: int) -> None:
+        """Move to the table of ``epoch`` (or later) when this router's is older."""
+        async with self._refreshing:
+            if epoch <= self._table.epoch:
+                return
+            if self._refresh is None:
+                raise ActorError(f"the partition table moved to epoch {epoch} and this router cannot refresh it")
+            table, clients = await self._refresh(epoch)
+            if table.epoch <= self._table.epoch:
+                return
+            log.info("partition table: epoch %d -> %d", self._table.epoch, table.epoch)
+            previous = self._table
+            self.table = table
+            self._previous = previous
+            self.clients = list(clients)
 
     async def tell(self, address: Address, message: Any) -> None:
         """Deliver without an answer; returns once the owning shard has queued it."""
@@ -111,12 +153,26 @@ class Router:
         message after it. Not ordered with the lane's messages."""
         if self._closed:
             raise ActorError("the router is closed")
-        shard = self._shard_of(address)
-        [reply] = await self._deliver_with_retries(shard, Batch((Envelope(address, message, ask=True),),
-                                                               self.table.epoch))
+        envelope = Envelope(address, message, ask=True)
+        for _ in range(self.options.retry_attempts):
+            shard = self._table.shard_of(address)
+            [reply] = await self._deliver_with_retries(shard, Batch((envelope,), self.table.epoch))
+            if reply.error != WRONG_SHARD:
+                break
+            await self._after_refusal(reply.value)
+        else:
+            raise ShardUnavailable(f"no shard took {address} under a settled partition table")
         if reply.error is not None:
             raise RemoteError(reply.error)
         return reply.value
+
+    async def _after_refusal(self, shard_epoch: int) -> None:
+        """A shard refused for its table: learn a newer one, or give a shard that has not adopted
+        ours yet a moment."""
+        if shard_epoch > self._table.epoch:
+            await self._adopt(shard_epoch)
+        else:
+            await asyncio.sleep(self.options.retry_delay_s / 10)
 
     def ask_nowait(self, address: Address, message: Any) -> asyncio.Future[Any] | None:
         """``ask`` without a coroutine: the future of the answer, or None when the shard's queue is
@@ -165,21 +221,62 @@ class Router:
             taken = [lane.items.popleft() for _ in range(min(options.max_batch, len(lane.items)))]
             lane.room.set()
             batch = Batch(tuple(envelope for envelope, _ in taken), self.table.epoch)
+            lane.inflight = len(taken)
             try:
                 replies = await self._deliver_with_retries(shard, batch)
             except Exception as exc:
+                lane.inflight = 0
                 for _, future in taken:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), reply in zip(taken, replies, strict=True):
+            refused: list[tuple[Envelope, asyncio.Future[Any]]] = []
+            newest = 0
+            for item, reply in zip(taken, replies, strict=True):
+                future = item[1]
                 if future.done():
                     continue
-                if reply.error is not None:
+                if reply.error == WRONG_SHARD:
+                    refused.append(item)
+                    newest = max(newest, reply.value or 0)
+                elif reply.error is not None:
                     future.set_exception(RemoteError(reply.error))
                 else:
                     future.set_result(reply.value)
+            if refused:
+                await self._forward(shard, lane, refused, newest)
+            lane.inflight = 0
         lane.wakeup.clear()
+
+    async def _forward(self, shard: int, lane: _Lane, refused: list[tuple[Envelope, asyncio.Future[Any]]],
+                       shard_epoch: int) -> None:
+        """Send what ``shard`` refused for its table again, in order: what stays on this shard
+        goes back to the front of its lane, the rest to the new owners' lanes."""
+        try:
+            await self._after_refusal(shard_epoch)
+        except Exception as exc:
+            for _, future in refused:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        staying = []
+        for envelope, future in refused:
+            target = shard if envelope.local else self._table.shard_of(envelope.address)
+            if target == shard:
+                staying.append((envelope, future))
+            else:
+                self.forwarded += 1
+                self._requeue(target, envelope, future)
+        lane.items.extendleft(reversed(staying))
+
+    def _requeue(self, shard: int, envelope: Envelope, future: asyncio.Future[Any]) -> None:
+        lane = self._lanes.get(shard)
+        if lane is None:
+            lane = self._lanes[shard] = _Lane()
+        lane.items.append((envelope, future))
+        lane.wakeup.set()
+        if lane.sender is None or lane.sender.done():
+            lane.sender = asyncio.create_task(self._send_loop(shard, lane))
 
     async def _deliver_with_retries(self, shard: int, batch: Batch) -> list[Reply]:
         attempts = self.options.retry_attempts

@@ -6,26 +6,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from thingsray.runtime.address import PartitionTable
-from thingsray.runtime.envelope import Batch, Replies, Reply
+from thingsray.runtime.address import Address, PartitionTable, partition_of
+from thingsray.runtime.envelope import Batch, Envelope, Replies, Reply
 from thingsray.runtime.host import ActorError, ActorFactory, ActorHost
 
 log = logging.getLogger(__name__)
+
+
+WRONG_SHARD = "WrongShard"
+"""The error of a reply refused for its partition table: its value is the shard's epoch."""
 
 
 class WrongShard(ActorError):
     """The batch was routed with a partition table this shard does not hold."""
 
 
+class StaleTable(ActorError):
+    """A rebalance asked a shard to go back to an earlier partition table epoch."""
+
+
 class ShardCore:
     def __init__(self, index: int, factories: Mapping[str, ActorFactory], table: PartitionTable, *,
-                 env: Any = None, mailbox_size: int = 1000, idle_timeout_s: float = 600.0) -> None:
+                 env: Any = None, mailbox_size: int = 1000, idle_timeout_s: float = 600.0,
+                 pinned_kinds: Iterable[str] = ()) -> None:
         self.index = index
         self.table = table
         self.host = ActorHost(factories, env=env, mailbox_size=mailbox_size, idle_timeout_s=idle_timeout_s)
+        self.pinned_kinds = frozenset(pinned_kinds)
+        """Kinds with an actor on every shard (reached by broadcast): they never move."""
+        self._held: dict[int, list[tuple[Envelope, asyncio.Future[Any] | None]]] = {}
+        """Mail for partitions this shard is taking over, kept until their previous shard has
+        handed them off (``end_rebalance``): nothing for a moved actor runs twice at once."""
         self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -44,17 +58,27 @@ class ShardCore:
     async def deliver(self, batch: Batch) -> list[Reply]:
         """Queue every envelope in order, then wait for the answers of the asks.
 
-        Tells are answered once queued; an envelope for a partition this shard does not own
-        under the sender's epoch is refused, so a stale sender never reaches a second owner."""
+        Tells are answered once queued. A batch routed by another partition table epoch, or an
+        envelope for a partition this shard does not own, is refused with ``WRONG_SHARD`` and this
+        shard's epoch: the sender learns the current table and sends it to the owner, so a stale
+        sender never reaches a second owner."""
         self.start()
-        if batch.epoch != self.table.epoch:
-            error = f"partition table epoch {batch.epoch} is not this shard's ({self.table.epoch})"
-            return Replies(Reply(error=f"WrongShard: {error}") for _ in batch.envelopes)
+        table = self.table
+        if batch.epoch != table.epoch:
+            return Replies(Reply(table.epoch, WRONG_SHARD) for _ in batch.envelopes)
         pending: list[asyncio.Future[Any] | Reply] = []
         for envelope in batch.envelopes:
-            if not envelope.local and self.table.shard_of(envelope.address) != self.index:
-                pending.append(Reply(error=f"WrongShard: {envelope.address} is not on shard {self.index}"))
-                continue
+            if not envelope.local:
+                partition = partition_of(envelope.address, table.partitions)
+                if table.owners[partition] != self.index:
+                    pending.append(Reply(table.epoch, WRONG_SHARD))
+                    continue
+                held = self._held.get(partition)
+                if held is not None:
+                    future = asyncio.get_running_loop().create_future() if envelope.ask else None
+                    held.append((envelope, future))
+                    pending.append(future if future is not None else Reply())
+                    continue
             try:
                 future = await self.host.enqueue(envelope.address, envelope.message, envelope.ask)
             except ActorError as exc:
@@ -71,6 +95,49 @@ class ShardCore:
             except Exception as exc:
                 replies.append(Reply(error=str(exc) or type(exc).__name__))
         return replies
+
+    # --- rebalancing: drain, hand off, resume ----------------------------------------------------
+    async def begin_rebalance(self, table: PartitionTable) -> dict[Address, Any]:
+        """Adopt ``table`` (a later epoch): mail for partitions this shard gains is held; the actors
+        of partitions it loses finish their mail and are dropped; what they export comes back, for
+        the partitions' new shards (``end_rebalance``). Adopting the same table again is a no-op."""
+        if table.epoch <= self.table.epoch:
+            if table == self.table:
+                return {}
+            raise StaleTable(f"shard {self.index} holds epoch {self.table.epoch}; refusing epoch {table.epoch}")
+        moved = self.table.moved(table)
+        self.table = table
+        adopt = getattr(self.host.env, "adopt_table", None)
+        if adopt is not None:
+            adopt(table)
+        for partition, (_, owner) in moved.items():
+            if owner == self.index:
+                self._held.setdefault(partition, [])
+        lost = {p for p, (owner, _) in moved.items() if owner == self.index}
+        if not lost:
+            return {}
+        partitions = table.partitions
+        return await self.host.hand_off(
+            lambda address: address.kind not in self.pinned_kinds and partition_of(address, partitions) in lost)
+
+    async def end_rebalance(self, handed: Mapping[Address, Any]) -> int:
+        """Take the state the previous shards handed off, then run the held mail in arrival order;
+        return how many messages were held."""
+        self.host.handed_in.update(handed)
+        held, self._held = self._held, {}
+        count = 0
+        for partition in sorted(held):
+            for envelope, future in held[partition]:
+                count += 1
+                try:
+                    reply = await self.host.enqueue(envelope.address, envelope.message, future is not None)
+                except ActorError as exc:
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                    continue
+                if future is not None and reply is not None:
+                    _chain(reply, future)
+        return count
 
     def stats(self) -> dict[str, Any]:
         return {"shard": self.index, "active_actors": self.host.active_count,
@@ -118,6 +185,17 @@ class ShardActor:
         await self.ready()
         return await self.core.deliver(batch)
 
+    async def begin_rebalance(self, table: PartitionTable) -> dict[Address, Any]:
+        await self.ready()
+        return await self.core.begin_rebalance(table)
+
+    async def end_rebalance(self, handed: Mapping[Address, Any]) -> int:
+        await self.ready()
+        return await self.core.end_rebalance(handed)
+
+    def table(self) -> PartitionTable:
+        return self.core.table
+
     async def poll(self, topic: str) -> Any:
         """What the environment holds for ``topic`` (a long poll: the environment's ``poll``
         answers when it has something); for pushes from shards to other processes."""
@@ -144,3 +222,17 @@ class ShardActor:
         import os
 
         return os.getpid()
+
+
+def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    def copy(done: asyncio.Future[Any]) -> None:
+        if target.done():
+            return
+        if done.cancelled():
+            target.cancel()
+        elif done.exception() is not None:
+            target.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
