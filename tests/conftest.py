@@ -72,6 +72,7 @@ def platform(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     settings = Settings.load({
         "data_dir": str(data_dir), "host": "127.0.0.1", "http_port": free_port(),
         "mqtt_port": free_port(), "coap_port": free_port(), "database_url": database_url, "demo": True,
+        "snmp_rescan_s": 1,
     }, environ={})
     running = Platform(settings)
     running.start()
@@ -174,3 +175,10 @@ def assert_tb_error(response: httpx.Response, status: int, error_code: int | Non
 def mqtt_port(platform: Platform) -> int:
     assert platform.mqtt_port is not None
     return platform.mqtt_port
+
+
+@pytest.fixture(scope="session")
+def coap_port(platform: Platform) -> int:
+    """The platform's CoAP listener (UDP, on 127.0.0.1)."""
+    assert platform.coap_port is not None
+    return platform.coap_port

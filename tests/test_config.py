@@ -19,6 +19,7 @@ EVERY_FLAG = {
     "--database-url": ("postgresql://tb@db/tb", "database_url", "postgresql://tb@db/tb"),
     "--redis-url": ("redis://cache:6379/0", "redis_url", "redis://cache:6379/0"),
     "--serve-replicas": ("3", "serve_replicas", 3),
+    "--bridge-config": ("bridges.json", "bridge_config", "bridges.json"),
     "--mqtt-tls-port": ("18883", "mqtt_tls_port", 18883),
     "--mqtt-tls-cert": ("server.pem", "mqtt_tls_cert", "server.pem"),  # files must exist: the test makes them
     "--mqtt-tls-key": ("server.key", "mqtt_tls_key", "server.key"),

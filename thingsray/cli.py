@@ -40,6 +40,9 @@ def _add_platform_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="PostgreSQL URL (THINGSRAY_DATABASE_URL; default: embedded)")
     parser.add_argument("--redis-url", help="Redis URL for shared caches and revocations (THINGSRAY_REDIS_URL)")
     parser.add_argument("--serve-replicas", type=int, help="REST replicas (THINGSRAY_SERVE_REPLICAS; default 1)")
+    parser.add_argument("--bridge-config", help="JSON file of bridges that subscribe to external MQTT brokers and "
+                        "map their messages to devices (THINGSRAY_BRIDGE_CONFIG; README: Bridging an external "
+                        "MQTT broker)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run the platform in the foreground until Ctrl-C or SIGTERM")
     _add_platform_flags(up)
+    status = commands.add_parser("status", help="show the running platform: nodes, the partition table, shards "
+                                 "(partitions, active actors) and transports (sessions)")
+    status.add_argument("--data-dir", help="the data directory of a single-machine `up` (THINGSRAY_DATA_DIR)")
+    status.add_argument("--address", help="a Ray cluster running thingsray, e.g. auto on its head (THINGSRAY_ADDRESS)")
+    status.add_argument("--json", action="store_true", help="print JSON")
     bench = commands.add_parser("bench", help="run the performance scenarios on a platform of its own and print "
                                 "every figure beside its baseline")
     from thingsray.benchmarks.command import add_arguments
@@ -65,7 +73,7 @@ def _say(message: str) -> None:
 
 
 def banner(settings: Settings, http_url: str, mqtt_port: int | None = None,
-           mqtt_tls_port: int | None = None) -> list[str]:
+           mqtt_tls_port: int | None = None, coap_port: int | None = None) -> list[str]:
     """What ``up`` prints once the platform answers: URLs, demo accounts, exposure warnings."""
     lines = [f"REST API      {http_url}/api   (Swagger UI {http_url}/swagger-ui)",
              f"health        {http_url}/api/health"]
@@ -74,6 +82,8 @@ def banner(settings: Settings, http_url: str, mqtt_port: int | None = None,
         lines.append(f"MQTT          mqtt://{host}:{mqtt_port}   (devices: v1/devices/me/telemetry)")
     if mqtt_tls_port is not None:
         lines.append(f"MQTT over TLS mqtts://{host}:{mqtt_tls_port}")
+    if coap_port is not None:
+        lines.append(f"CoAP          coap://{host}:{coap_port}   (devices: /api/v1/{{token}}/telemetry)")
     lines.append(f"logs          {Path(settings.data_dir).expanduser() / 'logs'}   (rule chains' Log nodes, shards)")
     if settings.demo:
         lines.append("demo accounts " + ", ".join(f"{user} / {password}" for user, password in DEMO_ACCOUNTS))
@@ -105,7 +115,8 @@ def cmd_up(settings: Settings) -> int:
         _say(f"error: {exc}")
         return 2
     try:
-        for line in banner(settings, platform.http_url or "", platform.mqtt_port, platform.mqtt_tls_port):
+        for line in banner(settings, platform.http_url or "", platform.mqtt_port, platform.mqtt_tls_port,
+                           platform.coap_port):
             _say(line)
         _say("ready; Ctrl-C stops")
         while not stop.wait(1.0):
@@ -125,11 +136,24 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args)
     try:
-        settings = settings_from(args)
+        if args.command == "status":  # reads a platform: the settings of starting one do not apply
+            address = args.address
+            args.address = None
+            settings = settings_from(args).replace(address=address)
+        else:
+            settings = settings_from(args)
     except ConfigError as exc:
         print(f"thingsray: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("thingsray").setLevel(settings.log_level.upper())
+    if args.command == "status":
+        from thingsray.status import run as status
+
+        try:
+            return status(settings, as_json=args.json)
+        except ConfigError as exc:
+            print(f"thingsray: {exc}", file=sys.stderr)
+            return 2
     if args.command == "up":
         if not settings.address:
             from thingsray.platform import use_loopback_ray

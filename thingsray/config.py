@@ -19,7 +19,7 @@ import platformdirs
 ENV_PREFIX = "THINGSRAY_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FLAGS = frozenset({"data_dir", "host", "http_port", "mqtt_port", "coap_port", "demo", "address", "database_url",
-                   "redis_url", "serve_replicas", "mqtt_tls_port", "mqtt_tls_cert", "mqtt_tls_key"})
+                   "redis_url", "serve_replicas", "mqtt_tls_port", "mqtt_tls_cert", "mqtt_tls_key", "bridge_config"})
 """The settings ``thingsray up`` also takes as a flag (``--http-port`` for http_port)."""
 
 
@@ -53,6 +53,8 @@ class Settings:
     database_url: str | None = None
     """None starts the embedded PostgreSQL in data_dir/postgres."""
     redis_url: str | None = None
+    bridge_config: str | None = None
+    """A JSON file of bridges to external MQTT brokers (transports/bridge); checked when the platform starts."""
     jwt_secret: str | None = None
     """None: generated once and kept in the database, so every replica agrees."""
     access_token_ttl: int = 9000
@@ -77,6 +79,10 @@ class Settings:
     """Updates waiting to be sent on one WebSocket; a client that falls further behind is closed."""
     ws_max_cmds: int = 100
     """Commands in one WebSocket message."""
+    snmp_enabled: bool = True
+    """Poll the devices of SNMP device profiles (one SNMP transport process per node)."""
+    snmp_rescan_s: int = 5
+    """Seconds between the SNMP transport's reads of its devices and profiles (new, changed, deleted)."""
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -102,7 +108,7 @@ class Settings:
                 raise ConfigError(f"{setting_names(port_name)} must be between 0 and 65535, got {port}")
         for name in ("access_token_ttl", "refresh_token_ttl", "serve_replicas", "shards", "mqtt_transports",
                      "db_pool_size", "login_attempts_per_minute", "max_page_size",
-                     "ws_max_subscriptions", "ws_send_queue", "ws_max_cmds"):
+                     "ws_max_subscriptions", "ws_send_queue", "ws_max_cmds", "snmp_rescan_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{setting_names(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("debug_event_ttl", "debug_events_per_entity"):

@@ -58,6 +58,19 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def udp_port_is_free(host: str, port: int) -> bool:
+    """No socket is bound to the UDP port (the CoAP listener's)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def pick_free_port(host: str = "127.0.0.1") -> int:
     """A port free now, between Ray's worker ports (10002-19999) and the kernel's ephemeral range
     (from 32768), where Ray's own processes bind: a port picked here for a listener that starts
@@ -76,6 +89,10 @@ def mqtt_transport_name(index: int) -> str:
     return f"thingsray-mqtt-{index}"
 
 
+COAP_TRANSPORT_NAME = "thingsray-coap-0"
+"""The Ray actor name of the CoAP transport; device actors push to its clients through it."""
+
+
 def partition_table(settings: Settings) -> PartitionTable:
     """The one partition table every process derives from the settings."""
     return PartitionTable.even(settings.shards)
@@ -91,9 +108,18 @@ class Platform:
     _started_ray: bool = False
     _shards: list = field(default_factory=list)
     _transports: list = field(default_factory=list)
+    _snmp: list = field(default_factory=list)
+    """The SNMP transport actors (one per node)."""
+    _bridge_configs: list = field(default_factory=list)
+    _bridges: list = field(default_factory=list)
+    """The bridge transport actor, when bridge_config is set."""
     mqtt_port: int | None = None
     mqtt_tls_port: int | None = None
     """None when MQTT over TLS is off."""
+    coap_port: int | None = None
+    """The CoAP listener's bound UDP port."""
+    _coap: list = field(default_factory=list)
+    """The CoAP transport actor."""
     _tls: TlsFiles | None = None
     _serve_started: bool = False
 
@@ -101,12 +127,16 @@ class Platform:
     def start(self) -> None:
         self._check_tls()
         self._check_ports()
+        self._check_bridges()
         try:
             self._start_database()
             asyncio.run(self._prepare_database())
             self._start_ray()
             self._start_shards()
             self._start_transports()
+            self._start_snmp()
+            self._start_coap()
+            self._start_bridges()
             self._start_serve()
         except BaseException:
             self.stop()
@@ -129,6 +159,11 @@ class Platform:
                 raise ConfigError(
                     f"port {port} ({flag}, THINGSRAY_{name.upper()}) on {self.settings.host} is already in use by "
                     f"another program: stop it or choose another port with {flag}")
+        coap = self.settings.coap_port
+        if coap and not udp_port_is_free(self.settings.host, coap):
+            raise ConfigError(
+                f"UDP port {coap} (--coap-port, THINGSRAY_COAP_PORT) on {self.settings.host} is already in use by "
+                "another program: stop it or choose another port with --coap-port")
 
     def _start_database(self) -> None:
         if self.settings.database_url:
@@ -234,6 +269,74 @@ class Platform:
         if self.mqtt_tls_port is not None:
             self.progress(f"mqtt: TLS listening on {self.settings.host}:{self.mqtt_tls_port}")
 
+    def _start_snmp(self) -> None:
+        """One SNMP transport process per node, each polling its share of the SNMP devices."""
+        if not self.settings.snmp_enabled:
+            return
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from thingsray.actors.snmp_transport import SnmpTransportActor, snmp_transport_name
+
+        assert self.database_url is not None
+        nodes = [node["NodeID"] for node in ray.nodes() if node.get("Alive")]
+        for index, node_id in enumerate(nodes):
+            name = snmp_transport_name(index)
+            self._snmp.append(ray.remote(SnmpTransportActor).options(
+                name=name, num_cpus=0, max_restarts=-1, max_concurrency=1000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True)).remote(
+                name, self.database_url, self.settings.shards, partition_table(self.settings), index, len(nodes),
+                self.settings.snmp_rescan_s))
+        polled = sum(ray.get([handle.start.remote() for handle in self._snmp]))
+        self.progress(f"snmp: polling {polled} device{'' if polled == 1 else 's'}"
+                      + (f" ({len(self._snmp)} transport processes)" if len(self._snmp) > 1 else ""))
+
+    def _start_coap(self) -> None:
+        """One CoAP listener process (UDP; ``coap_port`` 0 picks a free port)."""
+        import ray
+
+        from thingsray.actors.coap_transport import CoapTransportActor
+
+        assert self.database_url is not None
+        handle = ray.remote(CoapTransportActor).options(
+            name=COAP_TRANSPORT_NAME, num_cpus=0, max_restarts=-1, max_concurrency=100_000).remote(
+            COAP_TRANSPORT_NAME, self.settings.host, self.settings.coap_port, self.database_url,
+            self.settings.shards, partition_table(self.settings), self.settings.redis_url)
+        self._coap.append(handle)
+        self.coap_port = ray.get(handle.start.remote())
+        self.progress(f"coap: listening on {self.settings.host}:{self.coap_port}")
+
+    def _check_bridges(self) -> None:
+        """Read the bridge file before anything starts, so a bad one stops ``up`` naming the file and field."""
+        if self.settings.bridge_config:
+            from thingsray.transports.bridge import load_bridge_file
+
+            self._bridge_configs = load_bridge_file(self.settings.bridge_config)
+
+    def _start_bridges(self) -> None:
+        """One actor in the cluster hosts every bridge; a tenant the file names that does not exist
+        stops the start with a ``ConfigError``."""
+        if not self._bridge_configs:
+            return
+        import ray
+
+        from thingsray.actors.bridge_transport import BRIDGE_TRANSPORT_NAME, BridgeTransportActor
+
+        assert self.database_url is not None
+        handle = ray.remote(BridgeTransportActor).options(
+            name=BRIDGE_TRANSPORT_NAME, num_cpus=0, max_restarts=-1, max_concurrency=1000).remote(
+            BRIDGE_TRANSPORT_NAME, self._bridge_configs, self.database_url, self.settings.shards,
+            partition_table(self.settings), self.settings.redis_url)
+        self._bridges.append(handle)
+        try:
+            count = ray.get(handle.start.remote())
+        except Exception as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ConfigError):
+                raise ConfigError(str(cause)) from None
+            raise
+        self.progress(f"bridges: {count} subscribing to external MQTT brokers")
+
     @property
     def shard_handles(self) -> list:
         """The shard Ray actors this platform started (each answers ``pid()``, ``stats()``)."""
@@ -243,6 +346,11 @@ class Platform:
     def transport_handles(self) -> list:
         """The MQTT transport Ray actors this platform started."""
         return list(self._transports)
+
+    @property
+    def snmp_handles(self) -> list:
+        """The SNMP transport Ray actors (each answers ``stats()``, ``rescan()``)."""
+        return list(self._snmp)
 
     def supervise(self) -> int:
         """Bring back the listeners of transport processes Ray restarted; return how many transports
@@ -261,6 +369,21 @@ class Platform:
                 log.warning("a transport process is not back yet: %r", exc)
                 continue
             revived += 1
+        for handle in self._snmp:  # an SNMP process Ray restarted polls again
+            try:
+                ray.get(handle.start.remote(), timeout=30)
+            except Exception as exc:
+                log.warning("an SNMP transport process is not back yet: %r", exc)
+        for handle in self._coap:  # a CoAP process Ray restarted binds its port again
+            try:
+                ray.get(handle.start.remote(), timeout=30)
+            except Exception as exc:
+                log.warning("the CoAP transport process is not back yet: %r", exc)
+        for handle in self._bridges:  # a bridge process Ray restarted connects its bridges again
+            try:
+                ray.get(handle.start.remote(), timeout=30)
+            except Exception as exc:
+                log.warning("the bridge process is not back yet: %r", exc)
         return revived
 
     def _start_serve(self) -> None:
@@ -287,6 +410,36 @@ class Platform:
 
     # --- stop -------------------------------------------------------------------------------
     def stop(self) -> None:
+        if self._bridges:
+            import ray
+
+            for handle in self._bridges:
+                try:
+                    ray.get(handle.stop.remote(), timeout=10)
+                except Exception:
+                    log.exception("stopping the bridges failed")
+                ray.kill(handle, no_restart=True)  # the name is free again for the next start
+            self._bridges = []
+        if self._coap:
+            import ray
+
+            for handle in self._coap:
+                try:
+                    ray.get(handle.stop.remote(), timeout=10)
+                    ray.kill(handle, no_restart=True)
+                except Exception:
+                    log.exception("stopping the CoAP transport failed")
+            self._coap = []
+        if self._snmp:
+            import ray
+
+            for handle in self._snmp:  # before the shards: it closes its devices' sessions through them
+                try:
+                    ray.get(handle.stop.remote(), timeout=10)
+                    ray.kill(handle, no_restart=True)
+                except Exception:
+                    log.exception("stopping an SNMP transport failed")
+            self._snmp = []
         if self._transports or self._shards:
             import ray
 

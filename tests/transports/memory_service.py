@@ -40,12 +40,24 @@ class MemoryService:
     claims: list[tuple[str, str | None, int | None]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     rpc_answered: asyncio.Event = field(default_factory=asyncio.Event)
+    tenant_devices: dict[tuple[uuid.UUID, str], DeviceIdentity] = field(default_factory=dict)
     certificates: dict[str, DeviceIdentity] = field(default_factory=dict)
     """PEM (stripped) -> the X.509 device it authenticates."""
     provision_requests: list[Any] = field(default_factory=list)
+    children: dict[str, DeviceIdentity] = field(default_factory=dict)
+    """Gateway child devices by name, as ``gateway_device`` created them."""
+    gateway_lookups: list[str] = field(default_factory=list)
+    foreign: set[str] = field(default_factory=set)
+    """Names of devices a gateway may not speak for (``gateway_device`` refuses them)."""
 
     def add_token(self, token: str, name: str) -> DeviceIdentity:
         self.tokens[token] = device(name)
+        return self.tokens[token]
+
+    def add_gateway(self, token: str, name: str) -> DeviceIdentity:
+        identity = device(name)
+        self.tokens[token] = DeviceIdentity(identity.device_id, identity.tenant_id, name, "gateway",
+                                           identity.profile_id, gateway=True)
         return self.tokens[token]
 
     def add_basic(self, client_id: str, username: str | None, password: str | None, name: str) -> DeviceIdentity:
@@ -84,6 +96,28 @@ class MemoryService:
         token = f"token-of-{request.get('deviceName')}"
         self.add_token(token, str(request.get("deviceName")))
         return {"credentialsType": "ACCESS_TOKEN", "credentialsValue": token, "status": "SUCCESS"}
+
+    async def gateway_device(self, gateway: DeviceIdentity, device_name: str,
+                             device_type: str | None = None) -> DeviceIdentity:
+        self.gateway_lookups.append(device_name)
+        name = device_name.strip()
+        if name == gateway.device_name:
+            return gateway  # the platform finds the tenant's device of that name
+        if name in self.foreign:
+            raise AuthError(AuthFailure.NOT_FOUND, f"{name} is not a device this gateway may speak for")
+        if name not in self.children:
+            self.children[name] = DeviceIdentity(uuid.uuid4(), gateway.tenant_id, name, device_type or "default",
+                                                 uuid.uuid4(), gateway.customer_id)
+        return self.children[name]
+
+    async def tenant_device(self, tenant_id: uuid.UUID, device_name: str,
+                            device_type: str | None = None) -> DeviceIdentity:
+        key = (tenant_id, device_name)
+        if key not in self.tenant_devices:
+            self.tenant_devices[key] = DeviceIdentity(device_id=uuid.uuid4(), tenant_id=tenant_id,
+                                                      device_name=device_name, device_type=device_type or "default",
+                                                      profile_id=uuid.uuid4())
+        return self.tenant_devices[key]
 
     async def connect(self, device: DeviceIdentity, sink: SessionSink) -> None:
         previous = self.sessions.get(device.device_id)
@@ -131,6 +165,8 @@ class MemoryService:
     async def client_rpc(self, device: DeviceIdentity, method: str, params: Any) -> Any:
         if method == "fail":
             raise ValueError("no such method")
+        if method == "silent":
+            return None  # no rule chain answered
         return {"echo": params, "method": method}
 
     async def claim(self, device: DeviceIdentity, secret_key: str | None, duration_ms: int | None) -> None:

@@ -12,6 +12,7 @@ from thingsray.runtime import PartitionTable
 from thingsray.runtime.cluster import connect_router
 from thingsray.storage import connect
 from thingsray.storage.credentials import CredentialStore, build_cache
+from thingsray.transports.mqtt import gateway
 from thingsray.transports.mqtt.server import MqttServer
 from thingsray.transports.mqtt.session import MqttSession
 from thingsray.transports.mqtt.tls import TlsFiles, server_context
@@ -85,7 +86,7 @@ class MqttTransportActor:
     async def stats(self) -> dict[str, Any]:
         servers = [s for s in (self.server, self.tls_server) if s is not None]
         return {"transport": self.name, "port": self.port, "tls_port": self.tls_port,
-                "sessions": sum(s.session_count for s in servers)}
+                "sessions": sum(s.session_count for s in servers), "gateway_refusals": dict(gateway.refusals)}
 
     async def stop(self) -> None:
         for server in (self.tls_server, self.server):

@@ -18,7 +18,8 @@ import orjson
 from thingsray.kv import JsonValue, Value, to_json_value
 
 __all__ = ["AttributeRequest", "JsonValue", "PayloadError", "TelemetryGroup", "Value", "attribute_request_from_query",
-           "loads", "parse_attribute_request", "parse_attributes", "parse_telemetry", "to_json_value", "typed"]
+           "loads", "parse_attribute_request", "parse_attributes", "parse_telemetry", "telemetry_group",
+           "to_json_value", "typed", "typed_values"]
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -100,7 +101,8 @@ def _cast_string(text: str) -> Value:
     return text
 
 
-def _values(obj: dict[str, Any]) -> dict[str, Value]:
+def typed_values(obj: dict[str, Any]) -> dict[str, Value]:
+    """A decoded JSON object's values, typed (spec 1.1); nulls dropped."""
     out: dict[str, Value] = {}
     for key, raw in obj.items():
         if not isinstance(key, str) or not key:
@@ -113,7 +115,8 @@ def _values(obj: dict[str, Any]) -> dict[str, Value]:
     return out
 
 
-def _group(item: Any) -> TelemetryGroup:
+def telemetry_group(item: Any) -> TelemetryGroup:
+    """One decoded telemetry item: ``{"ts", "values"}`` or a flat object."""
     if not isinstance(item, dict):
         raise PayloadError("telemetry must be a JSON object or an array of objects")
     if "ts" in item and "values" in item:
@@ -124,15 +127,15 @@ def _group(item: Any) -> TelemetryGroup:
             raise PayloadError("'ts' must be a non-negative integer of milliseconds")
         if not isinstance(item["values"], dict):
             raise PayloadError("'values' must be a JSON object")
-        return TelemetryGroup(ts, _values(item["values"]))
-    return TelemetryGroup(None, _values(item))
+        return TelemetryGroup(ts, typed_values(item["values"]))
+    return TelemetryGroup(None, typed_values(item))
 
 
 def parse_telemetry(payload: bytes | str) -> list[TelemetryGroup]:
     """``{"k":v}``, ``{"ts":ms,"values":{..}}``, or an array of these; empty groups are dropped."""
     data = loads(payload)
     items = data if isinstance(data, list) else [data]
-    groups = [_group(item) for item in items]
+    groups = [telemetry_group(item) for item in items]
     return [g for g in groups if g.values]
 
 
@@ -140,7 +143,7 @@ def parse_attributes(payload: bytes | str) -> dict[str, Value]:
     data = loads(payload)
     if not isinstance(data, dict):
         raise PayloadError("attributes must be a JSON object")
-    return _values(data)
+    return typed_values(data)
 
 
 def _keys(value: Any, name: str) -> tuple[str, ...] | None:

@@ -24,6 +24,7 @@ from thingsray.serve_app.security import Principal
 from thingsray.serve_app.services import Services
 from thingsray.storage import tables
 from thingsray.storage.entities import DuplicateEntity, PageQuery
+from thingsray.transports.snmp import SnmpConfigError, SnmpProfileConfig
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["device-profile"])
@@ -98,6 +99,17 @@ def _profile_data(body: DeviceProfileIn, transport_type: str, existing: dict[str
     return merged
 
 
+def _check_snmp(profile_data: dict[str, Any]) -> None:
+    """An SNMP transport configuration is kept as ThingsBoard writes it; an invalid one is refused."""
+    transport = profile_data.get("transportConfiguration")
+    if not isinstance(transport, dict) or transport.get("type") != "SNMP":
+        return
+    try:
+        profile_data["transportConfiguration"] = SnmpProfileConfig.from_json(transport).to_json()
+    except SnmpConfigError as exc:
+        raise BadRequest(f"SNMP transport configuration is not valid: {exc}") from None
+
+
 async def _check_references(services: Services, tenant_id: uuid.UUID, body: DeviceProfileIn) -> None:
     """A profile may only point at its own tenant's rule chain and dashboard."""
     for field, table, label in (("defaultRuleChainId", "rule_chain", "rule chain"),
@@ -161,6 +173,7 @@ async def save_device_profile(body: DeviceProfileIn, principal: PrincipalDep,
         if name not in fields:
             fields[name] = existing[name] if existing is not None else getattr(body, name)
     fields["profileData"] = _profile_data(body, fields["transportType"], existing)
+    _check_snmp(fields["profileData"])
     try:
         parse_alarms(fields["profileData"])  # a profile whose alarm rules cannot run is refused
     except AlarmRulesError as exc:

@@ -38,6 +38,7 @@ from thingsray.storage.credentials import (
     normalize,
 )
 from thingsray.storage.entities import PageQuery, entity_id, like_pattern, page_data
+from thingsray.transports.snmp import SnmpConfigError, SnmpDeviceConfig
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["device"])
@@ -117,6 +118,11 @@ def _device_data(profile: asyncpg.Record, data: Any) -> dict[str, Any]:
     transport = out.get("transportConfiguration")
     if not isinstance(transport, dict) or transport.get("type") != profile["transport_type"]:
         out["transportConfiguration"] = {"type": profile["transport_type"]}
+    if profile["transport_type"] == "SNMP":  # ThingsBoard's defaults filled in, an invalid one refused
+        try:
+            out["transportConfiguration"] = SnmpDeviceConfig.from_json(out["transportConfiguration"]).to_json()
+        except SnmpConfigError as exc:
+            raise BadRequest(f"Transport configuration is not valid: {exc}") from None
     return out
 
 

@@ -7,8 +7,9 @@ import logging
 import socket
 import ssl
 
+from thingsray.transports.mqtt.gateway import CHILD_SEPARATOR
 from thingsray.transports.mqtt.session import MqttOptions, MqttSession
-from thingsray.transports.service import TransportService
+from thingsray.transports.service import SessionSink, TransportService
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,14 @@ class MqttServer:
             self._sessions.pop(task, None)
             self._by_id.pop(session.session_id, None)
 
-    def session(self, session_id: str) -> MqttSession | None:
-        """The live session with this id (the platform pushes to it)."""
-        return self._by_id.get(session_id)
+    def session(self, session_id: str) -> SessionSink | None:
+        """The live session, or gateway child session, with this id (the platform pushes to it)."""
+        found = self._by_id.get(session_id)
+        if found is None and CHILD_SEPARATOR in session_id:
+            parent = self._by_id.get(session_id.split(CHILD_SEPARATOR, 1)[0])
+            if parent is not None and parent.gateway is not None:
+                return parent.gateway.child(session_id)
+        return found
 
     @property
     def session_count(self) -> int:

@@ -36,6 +36,7 @@ from thingsray.transports.mqtt.codec import (
     Subscribe,
     Unsubscribe,
 )
+from thingsray.transports.mqtt.gateway import GatewaySession
 from thingsray.transports.mqtt.provisioning import ProvisioningExchange, is_provisioning
 from thingsray.transports.mqtt.tls import peer_certificate_pem
 from thingsray.transports.payloads import (
@@ -129,6 +130,8 @@ class MqttSession:
         self._tasks = 0
         """Publishes on the general path (``_process`` tasks) not finished yet."""
         self._rpc_waiters: set[asyncio.Task[None]] = set()
+        self.gateway: GatewaySession | None = None
+        """The gateway API's side of the session, for a gateway device (``v1/gateway/*``)."""
         """Device-side RPCs waiting for a rule chain's answer (their publish is acknowledged)."""
 
     @property
@@ -211,6 +214,8 @@ class MqttSession:
                           codec.PROP["shared_subscription_available"]: 0}
         await self.service.connect(self.device, self)
         self._registered = True
+        if self.device.gateway:
+            self.gateway = GatewaySession(self)
         self.state = State.CONNECTED
         await self._write(codec.connack(self.level, Reason.SUCCESS, properties=properties))
         return True
@@ -256,6 +261,8 @@ class MqttSession:
         for future in self._awaiting_ack.values():
             if not future.done():
                 future.cancel()
+        if self.gateway is not None:
+            await self.gateway.close()
         if self._registered and self.device is not None:
             self._registered = False
             try:
@@ -379,6 +386,8 @@ class MqttSession:
         """Hand a publish to the platform; a reason code when it was refused."""
         device = self.device
         assert device is not None
+        if self.gateway is not None and packet.topic.startswith(topics.GATEWAY_PREFIX):
+            return await self.gateway.publish(packet)
         route = topics.route(packet.topic)
         if route is None:
             log.debug("session %s: publish to unknown topic %r", self._session_id, packet.topic)
@@ -449,6 +458,9 @@ class MqttSession:
         codes = []
         for topic_filter, qos in packet.topics:
             kind = topics.SUBSCRIPTIONS.get(topic_filter)
+            if kind is None and self.gateway is not None and self.gateway.subscribe(topic_filter, qos):
+                codes.append(min(qos, 1))
+                continue
             if kind is None:
                 wildcard = "#" in topic_filter or "+" in topic_filter
                 failure = Reason.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if wildcard else Reason.TOPIC_FILTER_INVALID
@@ -466,6 +478,8 @@ class MqttSession:
     async def _unsubscribe(self, packet: Unsubscribe) -> None:
         assert self.device is not None
         for topic_filter in packet.topics:
+            if self.gateway is not None:
+                self.gateway.unsubscribe(topic_filter)
             kind = topics.SUBSCRIPTIONS.get(topic_filter)
             if kind in (topics.Subscription.ATTRIBUTES, topics.Subscription.ATTRIBUTES_SHORT):
                 self._attributes_short = None
@@ -488,18 +502,27 @@ class MqttSession:
         if self.state is not State.CONNECTED or self._rpc_short is None:
             return False
         topic = topics.rpc_request_topic(request.request_id, self._rpc_short)
-        body = {"method": request.method, "params": request.params}
-        packet_id = next(self._packet_ids)
+        return await self.deliver(topic, {"method": request.method, "params": request.params}, qos=1)
+
+    async def deliver(self, topic: str, body: Any, qos: int = 0) -> bool:
+        """Publish ``body`` to the client: True once written (QoS 0) or acknowledged (QoS 1); False
+        when the session is not connected, ends first, or no PUBACK comes within ``rpc_ack_timeout_s``."""
+        if self.state is not State.CONNECTED:
+            return False
+        packet_id = next(self._packet_ids) if qos else None
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._awaiting_ack[packet_id] = future
+        if packet_id is not None:
+            self._awaiting_ack[packet_id] = future
         try:
-            await self._send(topic, body, qos=1, packet_id=packet_id)
-            async with asyncio.timeout(self.options.rpc_ack_timeout_s):
-                await future
-        except (TimeoutError, asyncio.CancelledError, ConnectionError):
+            await self._send(topic, body, qos=qos, packet_id=packet_id)
+            if packet_id is not None:
+                async with asyncio.timeout(self.options.rpc_ack_timeout_s):
+                    await future
+        except (TimeoutError, asyncio.CancelledError, ConnectionError, SessionClosed):
             return False
         finally:
-            self._awaiting_ack.pop(packet_id, None)
+            if packet_id is not None:
+                self._awaiting_ack.pop(packet_id, None)
         return True
 
     async def close(self, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""ThingsBoard's device topics (spec 1.1): what a device publishes to and may subscribe to."""
+"""ThingsBoard's device and gateway topics (spec 1.1): what a device publishes to and may subscribe to."""
 
 from __future__ import annotations
 
@@ -92,3 +92,33 @@ def rpc_request_topic(request_id: int, short: bool) -> str:
 
 def attributes_topic(short: bool) -> str:
     return "v2/a" if short else "v1/devices/me/attributes"
+
+
+# --- the gateway API (spec 1.1): only a gateway device's session takes these ------------------
+GATEWAY_PREFIX = "v1/gateway/"
+
+
+class GatewayFeature(enum.Enum):
+    CONNECT = "connect"
+    DISCONNECT = "disconnect"
+    TELEMETRY = "telemetry"
+    ATTRIBUTES = "attributes"
+    ATTRIBUTE_REQUEST = "attribute_request"
+    RPC = "rpc"
+    """A child's reply to a server-side RPC."""
+    CLAIM = "claim"
+
+
+GATEWAY_FEATURES = {
+    "v1/gateway/connect": GatewayFeature.CONNECT,
+    "v1/gateway/disconnect": GatewayFeature.DISCONNECT,
+    "v1/gateway/telemetry": GatewayFeature.TELEMETRY,
+    "v1/gateway/attributes": GatewayFeature.ATTRIBUTES,
+    "v1/gateway/attributes/request": GatewayFeature.ATTRIBUTE_REQUEST,
+    "v1/gateway/rpc": GatewayFeature.RPC,
+    "v1/gateway/claim": GatewayFeature.CLAIM,
+}
+GATEWAY_ATTRIBUTES_TOPIC = "v1/gateway/attributes"
+GATEWAY_ATTRIBUTE_RESPONSE_TOPIC = "v1/gateway/attributes/response"
+GATEWAY_RPC_TOPIC = "v1/gateway/rpc"
+GATEWAY_SUBSCRIPTIONS = frozenset((GATEWAY_ATTRIBUTES_TOPIC, GATEWAY_ATTRIBUTE_RESPONSE_TOPIC, GATEWAY_RPC_TOPIC))

@@ -1,0 +1,83 @@
+"""The Ray actor hosting the CoAP listener (UDP) of its node."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from thingsray.actors.messages import CloseSession, Downlink, PushAttributes, PushRpc
+from thingsray.actors.transport_service import PlatformTransportService
+from thingsray.runtime import PartitionTable
+from thingsray.runtime.cluster import connect_router
+from thingsray.storage import connect
+from thingsray.storage.credentials import CredentialStore, build_cache
+from thingsray.transports.coap import CoapServer
+
+log = logging.getLogger(__name__)
+
+
+class CoapTransportActor:
+    """``start()`` binds and answers the port; ``push`` delivers what device actors send back to
+    the client (session) a downlink names."""
+
+    def __init__(self, name: str, host: str, port: int, database_url: str, shards: int, table: PartitionTable,
+                 redis_url: str | None = None) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.database_url = database_url
+        self.shards = shards
+        self.table = table
+        self.redis_url = redis_url
+        self.server: CoapServer | None = None
+
+    async def start(self) -> int:
+        """Listen (once: later calls answer the same port); the bound port. The platform calls it
+        again after Ray restarts a transport process that died, which brings the listener back."""
+        if self.server is not None:
+            return self.port
+        redis = None
+        if self.redis_url:
+            import redis.asyncio as aioredis
+
+            redis = aioredis.from_url(self.redis_url)
+        self.db = await connect(self.database_url, min_size=1, max_size=4)
+        self.credentials = CredentialStore(self.db, await build_cache(redis, self.database_url))
+        router = connect_router(self.shards, self.table)
+        service = PlatformTransportService(self.name, router, self.credentials, self.db)
+        server = CoapServer(service, self.host, self.port)
+        self.port = await server.start()
+        self.server = server
+        return self.port
+
+    async def push(self, downlink: Downlink) -> Any:
+        client = self.server.session(downlink.session_id) if self.server is not None else None
+        if client is None:
+            return None
+        match downlink:
+            case PushAttributes(update=update):
+                await client.push_attributes(update)
+                return True
+            case PushRpc(request=request):
+                return await client.push_rpc(request)
+            case CloseSession(reason=reason):
+                await client.close(reason)
+                return True
+        return None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def stats(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"transport": self.name, "port": self.port, "sessions": 0}
+        if self.server is not None:
+            answer.update(self.server.stats())
+        return answer
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+            await self.credentials.close()
+            await self.db.close()
