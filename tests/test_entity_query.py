@@ -22,7 +22,7 @@ COUNT = "/api/entitiesQuery/count"
 
 def ok(response: httpx.Response) -> Any:
     assert response.status_code == 200, response.text
-    return response.json()
+    return response.json() if response.content else None  # saves answer an empty 200, as ThingsBoard's
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -98,12 +97,12 @@ def banner(settings: Settings, http_url: str, mqtt_port: int | None = None,
 def cmd_up(settings: Settings) -> int:
     from thingsray.platform import Platform
 
-    stop = threading.Event()
     received: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
+        # only note it: a handler that takes a lock (Event.set) deadlocks when the signal lands while
+        # the main thread holds that lock (in Event.wait), and `up` would never stop
         received.append(signum)
-        stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -119,8 +118,12 @@ def cmd_up(settings: Settings) -> int:
                            platform.coap_port):
             _say(line)
         _say("ready; Ctrl-C stops")
-        while not stop.wait(1.0):
+        while not received:
             platform.supervise()
+            for _ in range(10):
+                if received:
+                    break
+                time.sleep(0.1)
         _say(f"stopping ({signal.Signals(received[0]).name})")
     finally:
         platform.stop()

@@ -61,9 +61,12 @@ class Settings:
     refresh_token_ttl: int = 604800
     serve_replicas: int = 1
     shards: int = 2
+    """Shard processes hosting device actors (THINGSRAY_SHARDS); size by cores, not devices."""
     mqtt_transports: int = 1
     """MQTT listener processes per node, sharing the port (THINGSRAY_MQTT_TRANSPORTS)."""
-    """Shard processes hosting device actors (THINGSRAY_SHARDS); size by cores, not devices."""
+    join_shards: int = 1
+    """Shards started on each node that joins a running cluster; the partitions then spread over
+    every shard (0: a joining node gets listeners only)."""
     db_pool_size: int = 10
     login_attempts_per_minute: int = 10
     """Failed logins allowed per user and per client address in a sliding minute."""
@@ -111,7 +114,7 @@ class Settings:
                      "ws_max_subscriptions", "ws_send_queue", "ws_max_cmds", "snmp_rescan_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{setting_names(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("debug_event_ttl", "debug_events_per_entity"):
+        for name in ("debug_event_ttl", "debug_events_per_entity", "join_shards"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{setting_names(name)} must not be negative, got {getattr(self, name)}")
         if self.log_level.upper() not in LOG_LEVELS:

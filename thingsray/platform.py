@@ -16,11 +16,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from thingsray.config import ConfigError, Settings
-from thingsray.runtime import PartitionTable
+from thingsray.placement import TransportPlacement
+from thingsray.placement import mqtt_transport_name as mqtt_transport_name  # where tests look it up
+from thingsray.runtime import DEFAULT_PARTITIONS, PartitionTable
 from thingsray.storage import EmbeddedPostgres, connect, ensure_ts_partitions, migrate
 from thingsray.storage.entities import now_ms
+from thingsray.storage.partitions import table_for
 from thingsray.transports.mqtt.tls import TlsFiles, server_context
 
 log = logging.getLogger(__name__)
@@ -84,17 +88,9 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port between 20000 and 32767")
 
 
-def mqtt_transport_name(index: int) -> str:
-    """The Ray actor name of an MQTT transport; device actors push to sessions through it."""
-    return f"thingsray-mqtt-{index}"
-
-
-COAP_TRANSPORT_NAME = "thingsray-coap-0"
-"""The Ray actor name of the CoAP transport; device actors push to its clients through it."""
-
-
 def partition_table(settings: Settings) -> PartitionTable:
-    """The one partition table every process derives from the settings."""
+    """The partition table a process starts routing with before it learns the one in force (a
+    shard refusing it for an older epoch makes its router ask the directory)."""
     return PartitionTable.even(settings.shards)
 
 
@@ -107,7 +103,13 @@ class Platform:
     _embedded: EmbeddedPostgres | None = None
     _started_ray: bool = False
     _shards: list = field(default_factory=list)
-    _transports: list = field(default_factory=list)
+    _shard_nodes: list = field(default_factory=list)
+    """The node each shard is pinned to, by index."""
+    _directory: Any = None
+    table: PartitionTable | None = None
+    """The partition table in force when the platform started (the directory holds the current one)."""
+    placement: TransportPlacement | None = None
+    """The MQTT and CoAP listeners of every node."""
     _snmp: list = field(default_factory=list)
     """The SNMP transport actors (one per node)."""
     _bridge_configs: list = field(default_factory=list)
@@ -117,9 +119,7 @@ class Platform:
     mqtt_tls_port: int | None = None
     """None when MQTT over TLS is off."""
     coap_port: int | None = None
-    """The CoAP listener's bound UDP port."""
-    _coap: list = field(default_factory=list)
-    """The CoAP transport actor."""
+    """The CoAP listener's bound UDP port (the head node's)."""
     _tls: TlsFiles | None = None
     _serve_started: bool = False
 
@@ -135,7 +135,6 @@ class Platform:
             self._start_shards()
             self._start_transports()
             self._start_snmp()
-            self._start_coap()
             self._start_bridges()
             self._start_serve()
         except BaseException:
@@ -191,6 +190,7 @@ class Platform:
                 applied = await migrate(conn)
                 self.progress(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
                 await ensure_ts_partitions(conn, now_ms())
+                self.table = await table_for(db, self.settings.shards, DEFAULT_PARTITIONS)
                 await ensure_system_admin(conn)
                 await ensure_tenant_defaults(conn)
                 if self.settings.demo:
@@ -221,53 +221,64 @@ class Platform:
                 ray.init(address="local", namespace="thingsray", include_dashboard=False,
                          object_store_memory=256 * 1024 * 1024, log_to_driver=False,
                          runtime_env={"env_vars": LOOPBACK_RAY_ENV})
+            from thingsray.status import write_ray_address
+
+            write_ray_address(self.settings.data_path, ray.get_runtime_context().gcs_address)  # for `status`
         self._started_ray = True
+
+    def _log_target(self, name: str) -> Any:
+        from thingsray.actors.env import LogTarget
+
+        return LogTarget(self.settings.log_level, str(Path(self.log_dir) / f"{name}.log"))
 
     @property
     def log_dir(self) -> str:
         """Where shards write their logs (rule chains' Log nodes among them)."""
         return str(Path(self.settings.data_dir).expanduser() / "logs")
 
-    def _start_shards(self) -> None:
+    def _factories(self) -> dict:
         from thingsray.actors import FACTORIES
+
+        return dict(FACTORIES)
+
+    def _setup(self) -> Any:
         from thingsray.actors.env import make_setup
-        from thingsray.runtime.cluster import start_shards
 
         assert self.database_url is not None
+        return make_setup(self.database_url, log_level=self.settings.log_level, log_dir=self.log_dir, engine_options={
+            "debug_event_ttl_s": self.settings.debug_event_ttl,
+            "debug_events_per_entity": self.settings.debug_events_per_entity})
+
+    @staticmethod
+    def _shard_options() -> dict:
+        from thingsray.actors import TENANT
+
+        return {"pinned_kinds": (TENANT,)}  # a tenant's view lives on every shard: it never moves
+
+    def _start_shards(self) -> None:
+        """The partition directory (the table in force, kept in PostgreSQL), then the shards."""
+        from thingsray.runtime.cluster import DIRECTORY, start_directory, start_shards
+        from thingsray.storage.partitions import postgres_table_store
+
+        assert self.database_url is not None and self.table is not None
         count = self.settings.shards
-        self.progress(f"actors: starting {count} shard{'s' if count > 1 else ''}")
-        self._shards = start_shards(count, FACTORIES, partition_table(self.settings),
-                                    setup=make_setup(self.database_url, log_level=self.settings.log_level,
-                                                     log_dir=self.log_dir, engine_options={
-                                                         "debug_event_ttl_s": self.settings.debug_event_ttl,
-                                                         "debug_events_per_entity":
-                                                             self.settings.debug_events_per_entity}))
+        self._directory = start_directory(postgres_table_store(self.database_url))
+        self.progress(f"actors: starting {count} shard{'s' if count > 1 else ''} (partition table epoch "
+                      f"{self.table.epoch})")
+        from thingsray.placement import alive_nodes
+
+        nodes = [node_id for node_id, _ in alive_nodes()]
+        self._shard_nodes = [nodes[i % len(nodes)] for i in range(count)]
+        self._shards = start_shards(count, self._factories(), self.table, setup=self._setup(),
+                                    options=self._shard_options(), directory=DIRECTORY, nodes=nodes)
 
     def _start_transports(self) -> None:
-        """``mqtt_transports`` listener processes share the MQTT port (SO_REUSEPORT): the kernel
-        spreads connections over them."""
-        import ray
-
-        from thingsray.actors.mqtt_transport import MqttTransportActor
-
-        assert self.database_url is not None
-        remote = ray.remote(MqttTransportActor)
-        port, tls_port = self.settings.mqtt_port, self.settings.mqtt_tls_port
-        for index in range(self.settings.mqtt_transports):
-            name = mqtt_transport_name(index)
-            handle = remote.options(name=name, num_cpus=0, max_restarts=-1, max_concurrency=100_000).remote(
-                name, self.settings.host, port, self.database_url, self.settings.shards,
-                partition_table(self.settings), self.settings.redis_url, self._tls, tls_port)
-            self._transports.append(handle)
-            port, bound_tls = ray.get(handle.start.remote())  # the next ones join the port the first bound
-            tls_port = bound_tls if bound_tls is not None else tls_port
-            if index == 0:
-                self.mqtt_port, self.mqtt_tls_port = port, bound_tls
-        count = self.settings.mqtt_transports
-        self.progress(f"mqtt: listening on {self.settings.host}:{self.mqtt_port}"
-                      + (f" ({count} transport processes)" if count > 1 else ""))
-        if self.mqtt_tls_port is not None:
-            self.progress(f"mqtt: TLS listening on {self.settings.host}:{self.mqtt_tls_port}")
+        """MQTT and CoAP listeners on every node (thingsray.placement)."""
+        assert self.database_url is not None and self.table is not None
+        self.placement = TransportPlacement(self.settings, self.database_url, self.table, self._tls, self.progress)
+        self.placement.place_everywhere()
+        head = next(iter(self.placement.nodes.values()))
+        self.mqtt_port, self.mqtt_tls_port, self.coap_port = head.mqtt_port, head.mqtt_tls_port, head.coap_port
 
     def _start_snmp(self) -> None:
         """One SNMP transport process per node, each polling its share of the SNMP devices."""
@@ -285,26 +296,11 @@ class Platform:
             self._snmp.append(ray.remote(SnmpTransportActor).options(
                 name=name, num_cpus=0, max_restarts=-1, max_concurrency=1000,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True)).remote(
-                name, self.database_url, self.settings.shards, partition_table(self.settings), index, len(nodes),
-                self.settings.snmp_rescan_s))
+                name, self.database_url, self.settings.shards, self.table, index, len(nodes),
+                self.settings.snmp_rescan_s, log_target=self._log_target(name)))
         polled = sum(ray.get([handle.start.remote() for handle in self._snmp]))
         self.progress(f"snmp: polling {polled} device{'' if polled == 1 else 's'}"
                       + (f" ({len(self._snmp)} transport processes)" if len(self._snmp) > 1 else ""))
-
-    def _start_coap(self) -> None:
-        """One CoAP listener process (UDP; ``coap_port`` 0 picks a free port)."""
-        import ray
-
-        from thingsray.actors.coap_transport import CoapTransportActor
-
-        assert self.database_url is not None
-        handle = ray.remote(CoapTransportActor).options(
-            name=COAP_TRANSPORT_NAME, num_cpus=0, max_restarts=-1, max_concurrency=100_000).remote(
-            COAP_TRANSPORT_NAME, self.settings.host, self.settings.coap_port, self.database_url,
-            self.settings.shards, partition_table(self.settings), self.settings.redis_url)
-        self._coap.append(handle)
-        self.coap_port = ray.get(handle.start.remote())
-        self.progress(f"coap: listening on {self.settings.host}:{self.coap_port}")
 
     def _check_bridges(self) -> None:
         """Read the bridge file before anything starts, so a bad one stops ``up`` naming the file and field."""
@@ -326,7 +322,7 @@ class Platform:
         handle = ray.remote(BridgeTransportActor).options(
             name=BRIDGE_TRANSPORT_NAME, num_cpus=0, max_restarts=-1, max_concurrency=1000).remote(
             BRIDGE_TRANSPORT_NAME, self._bridge_configs, self.database_url, self.settings.shards,
-            partition_table(self.settings), self.settings.redis_url)
+            self.table, self.settings.redis_url, log_target=self._log_target(BRIDGE_TRANSPORT_NAME))
         self._bridges.append(handle)
         try:
             count = ray.get(handle.start.remote())
@@ -344,8 +340,8 @@ class Platform:
 
     @property
     def transport_handles(self) -> list:
-        """The MQTT transport Ray actors this platform started."""
-        return list(self._transports)
+        """The MQTT transport Ray actors of every node."""
+        return self.placement.mqtt_handles if self.placement is not None else []
 
     @property
     def snmp_handles(self) -> list:
@@ -353,38 +349,71 @@ class Platform:
         return list(self._snmp)
 
     def supervise(self) -> int:
-        """Bring back the listeners of transport processes Ray restarted; return how many transports
-        are listening.
-
-        Ray restarts a dead transport actor but only runs its constructor; ``start`` is ours to
-        call. ``thingsray up`` calls this every second."""
+        """Bring back the listeners of transport processes Ray restarted, drop those of dead nodes,
+        and give a node that joined its listeners and ``join_shards`` new shards (partitions move
+        to them); return how many listeners listen. ``thingsray up`` calls this every second."""
         import ray
 
-        revived = 0
-        for handle in self._transports:
-            try:
-                ready = handle.start.remote()
-                ray.get(ready, timeout=30)
-            except Exception as exc:
-                log.warning("a transport process is not back yet: %r", exc)
-                continue
-            revived += 1
+        listening = 0
+        if self.placement is not None:
+            listening, joined = self.placement.supervise()
+            self._replace_lost_shards(set(self.placement.nodes))
+            for node_id in joined:
+                self._grow_shards(node_id)
         for handle in self._snmp:  # an SNMP process Ray restarted polls again
             try:
                 ray.get(handle.start.remote(), timeout=30)
             except Exception as exc:
                 log.warning("an SNMP transport process is not back yet: %r", exc)
-        for handle in self._coap:  # a CoAP process Ray restarted binds its port again
-            try:
-                ray.get(handle.start.remote(), timeout=30)
-            except Exception as exc:
-                log.warning("the CoAP transport process is not back yet: %r", exc)
         for handle in self._bridges:  # a bridge process Ray restarted connects its bridges again
             try:
                 ray.get(handle.start.remote(), timeout=30)
             except Exception as exc:
                 log.warning("the bridge process is not back yet: %r", exc)
-        return revived
+        return listening
+
+    def _replace_lost_shards(self, alive: set[str]) -> None:
+        """Start anew, on the alive node with the fewest shards, each shard whose node died (Ray
+        cannot: shards are pinned). A new epoch first fences its old process, should it still
+        run somewhere cut off; routers find the new one by name."""
+        if not alive or self._directory is None:
+            return
+        import ray
+
+        from thingsray.runtime.cluster import DIRECTORY, start_shards
+
+        for index, node in enumerate(self._shard_nodes):
+            if node in alive:
+                continue
+            target = min(sorted(alive), key=lambda n: self._shard_nodes.count(n))
+            try:
+                ray.kill(self._shards[index], no_restart=True)
+            except Exception as exc:
+                log.debug("the lost shard %d was already gone: %r", index, exc)
+            table = ray.get(self._directory.fence.remote(index))
+            [self._shards[index]] = start_shards(1, self._factories(), table, first=index, setup=self._setup(),
+                                                 options=self._shard_options(), directory=DIRECTORY, nodes=[target])
+            self._shard_nodes[index] = target
+            self.progress(f"actors: shard {index} of lost node {node[:8]} started again on node {target[:8]} "
+                          f"(partition table epoch {table.epoch})")
+
+    def _grow_shards(self, node_id: str) -> None:
+        """New shards on a node that joined, then the partitions spread over every shard."""
+        count = self.settings.join_shards
+        if count < 1 or self._directory is None:
+            return
+        import ray
+
+        from thingsray.runtime.cluster import DIRECTORY, start_shards
+
+        current = ray.get(self._directory.current.remote())
+        first = len(self._shards)
+        self._shards += start_shards(count, self._factories(), current, first=first, setup=self._setup(),
+                                     options=self._shard_options(), directory=DIRECTORY, nodes=[node_id])
+        self._shard_nodes += [node_id] * count
+        table = ray.get(self._directory.grow.remote(len(self._shards)))
+        self.progress(f"actors: {count} shard{'s' if count > 1 else ''} added on node {node_id[:8]}; partition "
+                      f"table epoch {table.epoch} spreads {table.partitions} partitions over {table.shards} shards")
 
     def _start_serve(self) -> None:
         from ray import serve
@@ -420,16 +449,6 @@ class Platform:
                     log.exception("stopping the bridges failed")
                 ray.kill(handle, no_restart=True)  # the name is free again for the next start
             self._bridges = []
-        if self._coap:
-            import ray
-
-            for handle in self._coap:
-                try:
-                    ray.get(handle.stop.remote(), timeout=10)
-                    ray.kill(handle, no_restart=True)
-                except Exception:
-                    log.exception("stopping the CoAP transport failed")
-            self._coap = []
         if self._snmp:
             import ray
 
@@ -440,16 +459,21 @@ class Platform:
                 except Exception:
                     log.exception("stopping an SNMP transport failed")
             self._snmp = []
-        if self._transports or self._shards:
+        if self.placement is not None:
+            self.placement.stop()
+            self.placement = None
+        if self._shards or self._directory is not None:
             import ray
 
-            for handle in self._transports + self._shards:
+            for handle in self._shards:
                 try:
                     ray.get(handle.stop.remote(), timeout=10)
                     ray.kill(handle, no_restart=True)
                 except Exception:
-                    log.exception("stopping an actor failed")
-            self._transports, self._shards = [], []
+                    log.exception("stopping a shard failed")
+            if self._directory is not None:
+                ray.kill(self._directory, no_restart=True)
+            self._shards, self._directory = [], None
         if self._serve_started:
             from ray import serve
 
@@ -462,8 +486,11 @@ class Platform:
             if self._started_ray:
                 import ray
 
+                from thingsray.status import forget_ray_address
+
                 ray.shutdown()
                 self._started_ray = False
+                forget_ray_address(self.settings.data_path)
         finally:  # the embedded database is a daemon: it would outlive us
             if self._embedded is not None:
                 self._embedded.stop()

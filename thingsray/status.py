@@ -5,6 +5,7 @@ node, port, sessions)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,10 @@ def ray_address(settings: Settings) -> str:
 def write_ray_address(data_dir: Path, address: str) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / RAY_ADDRESS_FILE).write_text(address + "\n")
+
+
+def forget_ray_address(data_dir: Path) -> None:
+    (data_dir / RAY_ADDRESS_FILE).unlink(missing_ok=True)
 
 
 def collect() -> PlatformStatus:
@@ -130,13 +135,16 @@ def render(status: PlatformStatus) -> str:
 
 
 def run(settings: Settings, as_json: bool = False) -> int:
-    import ray
-
-    from thingsray.platform import use_loopback_ray
-
     address = ray_address(settings)
     if not settings.address:
+        from thingsray.platform import use_loopback_ray
+
         use_loopback_ray()
+        # a private Ray started by ray.init() authenticates with the token it left in ~/.ray (Ray 2.60);
+        # Ray reads the mode when it is first imported
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+
     ray.init(address=address, namespace="thingsray", log_to_driver=False, logging_level="ERROR")
     try:
         status = collect()

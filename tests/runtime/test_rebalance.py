@@ -159,3 +159,26 @@ async def test_a_shard_never_goes_back_to_an_earlier_table() -> None:
     with pytest.raises(StaleTable):
         await cluster.cores[0].begin_rebalance(first.with_shards(2))  # epoch 2 again, another table
     assert await cluster.cores[0].begin_rebalance(cluster.table) == {}  # the same one: a repeat
+
+
+async def test_a_shard_started_again_fences_its_old_process() -> None:
+    """Shard 1 runs again (epoch 2, same owners) while its old process still runs somewhere cut
+    off: every other shard holds epoch 2, so what the old one sends with epoch 1 is refused, and
+    routers that learned epoch 2 never reach it."""
+    log = Log()
+    cluster = Cluster(2, log)
+    old = cluster.cores[1]
+    fenced = PartitionTable(cluster.table.owners, cluster.table.epoch + 1)
+    cluster.table = fenced
+    cluster.cores[1] = cluster._core(1)
+    cluster.cores[1].table = fenced
+    assert await cluster.cores[0].begin_rebalance(fenced) == {}  # catching up: nothing moves
+    await cluster.cores[0].end_rebalance({})
+    on_shard_0 = next(Address("count", f"z{i}") for i in range(100) if fenced.shard_of(Address("count", f"z{i}")) == 0)
+    [refused] = await cluster.cores[0].deliver(Batch((Envelope(on_shard_0, 1, ask=True),), epoch=1))
+    assert refused == Reply(2, WRONG_SHARD), "the old process reached a current shard"
+    router = router_for(cluster)
+    on_shard_1 = next(Address("count", f"y{i}") for i in range(100) if fenced.shard_of(Address("count", f"y{i}")) == 1)
+    assert await router.ask(on_shard_1, 1) == 1
+    assert old.host.active_count == 0, "a router reached the old process"
+    assert log.hosts[on_shard_1.id] == [1]

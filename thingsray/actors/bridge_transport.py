@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+from thingsray.actors.env import LogTarget, log_to
 from thingsray.actors.transport_service import PlatformTransportService
 from thingsray.runtime import PartitionTable
 from thingsray.runtime.cluster import connect_router
@@ -42,7 +43,8 @@ class BridgeTransportActor:
     same); the bridges then reconnect on their own."""
 
     def __init__(self, name: str, bridges: list[BridgeConfig], database_url: str, shards: int,
-                 table: PartitionTable, redis_url: str | None = None) -> None:
+                 table: PartitionTable, redis_url: str | None = None, log_target: LogTarget | None = None) -> None:
+        log_to(log_target)
         self.name = name
         self.configs = bridges
         self.database_url = database_url

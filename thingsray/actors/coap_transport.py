@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+from thingsray.actors.env import LogTarget, log_to
 from thingsray.actors.messages import CloseSession, Downlink, PushAttributes, PushRpc
 from thingsray.actors.transport_service import PlatformTransportService
 from thingsray.runtime import PartitionTable
@@ -22,7 +23,8 @@ class CoapTransportActor:
     the client (session) a downlink names."""
 
     def __init__(self, name: str, host: str, port: int, database_url: str, shards: int, table: PartitionTable,
-                 redis_url: str | None = None) -> None:
+                 redis_url: str | None = None, log_target: LogTarget | None = None) -> None:
+        log_to(log_target)
         self.name = name
         self.host = host
         self.port = port

@@ -112,6 +112,19 @@ class DeviceActor(Actor):
     async def passivate(self) -> None:
         self.state.stop_timer()
 
+    def export(self) -> Any:
+        """The live sessions, for the device's next shard when its partition moves (the rest is
+        in storage; RPCs waiting for an answer time out)."""
+        sessions = self.state.sessions
+        if not sessions:
+            return None
+        return [(s.ref.transport, s.ref.session_id, s.attributes, s.rpc) for s in sessions.values()]
+
+    def resume(self, state: Any) -> None:
+        for transport, session_id, attributes, rpc in state:
+            ref = SessionRef(transport, session_id)
+            self.state._own("sessions")[session_id] = Session(ref, attributes, rpc)
+
     async def receive(self, message: Any) -> Any:
         s = self.state
         match message:

@@ -7,12 +7,14 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from thingsray.actors.messages import DEVICE, Downlink, SessionRef
 from thingsray.actors.tenant import TenantView
 from thingsray.kv import JsonValue, Value
-from thingsray.live.shard import LivePublisher
+from thingsray.live.replica import LIVE
+from thingsray.live.shard import LivePublisher, Watch
 from thingsray.runtime import ActorHost, Address, PartitionTable, Router
 from thingsray.storage import Database, connect
 from thingsray.storage.attributes import AttributeScope
@@ -62,6 +64,19 @@ class ShardEnv:
         self.engine.background(self.engine.start_sources(self.tenant_view), what="starting the rule chains' generators")
         if self.shard == 0:
             self.engine.start_pruning()
+
+    def adopt_table(self, table: PartitionTable) -> None:
+        """Partitions moved (a rebalance): what this shard owns from now on. Replicas watching
+        entities that moved away watch them on their new shard (the move holds the watch there
+        until it is complete, so no commit there goes unpublished)."""
+        self.table = table
+        self.engine.partitions = table
+        for entity_id in list(self.live.watchers):
+            address = Address(LIVE, str(entity_id))
+            if table.shard_of(address) == self.shard:
+                continue
+            for replica in self.live.watchers.pop(entity_id, ()):
+                self.send(address, Watch(replica, True)).add_done_callback(_log_future_failure)
 
     def send(self, address: Address, message: Any) -> asyncio.Future[Any]:
         """Ask an actor anywhere, without waiting: its own shard's host when that is this shard
@@ -173,6 +188,20 @@ def configure_logging(level: str, log_file: str | None = None) -> None:
     logger.propagate = False
 
 
+@dataclass(frozen=True, slots=True)
+class LogTarget:
+    """Where a transport process logs: the platform's level, and its file in ``<data dir>/logs``."""
+
+    level: str
+    file: str | None = None
+
+
+def log_to(target: LogTarget | None) -> None:
+    """Called first in a transport actor's constructor, so a process Ray restarts logs there again."""
+    if target is not None:
+        configure_logging(target.level, target.file)
+
+
 def make_setup(database_url: str, pool_size: int = 4, log_level: str = "INFO",
                log_dir: str | None = None, engine_options: dict[str, Any] | None = None) -> Callable[[int], Any]:
     """The shard setup (runs in the shard process): logging (to ``log_dir/shard-<n>.log`` when
@@ -189,3 +218,8 @@ def make_setup(database_url: str, pool_size: int = 4, log_level: str = "INFO",
 
 def device_address(device_id: uuid.UUID | str) -> Address:
     return Address(DEVICE, str(device_id))
+
+
+def _log_future_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("moving a watch to its new shard failed: %r", future.exception())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from thingsray.actors.env import LogTarget, log_to
 from thingsray.actors.messages import CloseSession, Downlink, PushAttributes, PushRpc
 from thingsray.actors.transport_service import PlatformTransportService
 from thingsray.runtime import PartitionTable
@@ -24,7 +25,9 @@ class MqttTransportActor:
     """``start()`` binds and answers the ports; ``push`` delivers what device actors send back."""
 
     def __init__(self, name: str, host: str, port: int, database_url: str, shards: int, table: PartitionTable,
-                 redis_url: str | None = None, tls: TlsFiles | None = None, tls_port: int = 8883) -> None:
+                 redis_url: str | None = None, tls: TlsFiles | None = None, tls_port: int = 8883,
+                 log_target: LogTarget | None = None) -> None:
+        log_to(log_target)
         self.name = name
         self.host = host
         self.port = port

@@ -13,6 +13,7 @@ import logging
 import uuid
 from typing import Any
 
+from thingsray.actors.env import LogTarget, log_to
 from thingsray.actors.messages import CloseSession, Downlink, PushAttributes, PushRpc
 from thingsray.actors.transport_service import PlatformTransportService
 from thingsray.runtime import PartitionTable
@@ -81,7 +82,8 @@ class SnmpTransportActor:
     """``start()`` loads the devices and starts polling; ``push`` delivers what device actors send back."""
 
     def __init__(self, name: str, database_url: str, shards: int, table: PartitionTable, index: int = 0,
-                 count: int = 1, rescan_s: float = 5.0) -> None:
+                 count: int = 1, rescan_s: float = 5.0, log_target: LogTarget | None = None) -> None:
+        log_to(log_target)
         self.name = name
         self.database_url = database_url
         self.shards = shards

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 Sink = Callable[[LiveUpdate], None]
 LIVE = "live"  # the shards' actor kind of watches (thingsray.actors.live)
 RETRY_S = 0.5
+SHARDS_CHECK_S = 2.0
+"""How often a replica asks whether shards were added."""
 
 
 class LiveSubscriptions:
@@ -70,6 +72,36 @@ class LiveSubscriptions:
         if not self._pollers and not self._closed:
             loop = asyncio.get_running_loop()
             self._pollers = [loop.create_task(self._poll(index, shard)) for index, shard in enumerate(self.shards)]
+            self._pollers.append(loop.create_task(self._follow_shards()))
+
+    async def _current_handle(self, index: int, shard: Any) -> Any:
+        """The shard's handle now: a shard started anew (its node died) answers under its name."""
+        clients = self.router.clients
+        lookup = getattr(clients[index], "lookup", None) if index < len(clients) else None
+        if lookup is None:
+            return shard
+        try:
+            return await lookup()
+        except Exception as exc:
+            log.debug("looking up shard %d failed: %r", index, exc)
+            return shard
+
+    async def _follow_shards(self) -> None:
+        """Poll the shards a rebalance adds too (the watches of entities moved there follow them)."""
+        while not self._closed:
+            await asyncio.sleep(SHARDS_CHECK_S)
+            try:
+                await self.router.sync()
+            except Exception as exc:
+                log.debug("checking for new shards failed: %r", exc)
+                continue
+            clients = self.router.clients
+            for index in range(len(self.shards), len(clients)):
+                shard = getattr(clients[index], "handle", None)
+                if shard is None:
+                    continue
+                self.shards.append(shard)
+                self._pollers.append(asyncio.get_running_loop().create_task(self._poll(index, shard)))
 
     async def _poll(self, index: int, shard: Any) -> None:
         lost = False
@@ -83,6 +115,7 @@ class LiveSubscriptions:
                     log.warning("live updates from shard %d interrupted (%r); watching again", index, exc)
                 lost = True
                 await asyncio.sleep(RETRY_S)
+                shard = await self._current_handle(index, shard)
                 continue
             if lost or not known:  # the shard restarted and forgot our watches: renew them all
                 lost = False

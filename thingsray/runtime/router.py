@@ -46,8 +46,9 @@ class RouterOptions:
     max_pending: int = 20_000
     """Messages queued per shard before senders wait."""
     retry_delay_s: float = 0.2
-    retry_attempts: int = 50
-    """Attempts per batch while its shard is down (restarts take a few seconds)."""
+    retry_attempts: int = 200
+    """Attempts per batch while its shard is down: a process restart takes a few seconds; a lost
+    node, the time Ray takes to declare it dead (about 15 s by default) and a new start."""
 
 
 _SHARD_CACHE = 100_000
@@ -117,6 +118,16 @@ class Router:
                 self._shards.clear()
             self._shards[address] = shard
         return shard
+
+    async def sync(self) -> bool:
+        """Ask for the table in force and take it when it is newer; whether it was."""
+        if self._refresh is None:
+            return False
+        table, _ = await self._refresh(self._table.epoch)
+        if table.epoch <= self._table.epoch:
+            return False
+        await self._adopt(table.epoch)
+        return True
 
     async def _adopt(self, epoch: int) -> None:
         """Move to the table of ``epoch`` (or later) when this router's is older."""

@@ -161,9 +161,13 @@ class ShardActor:
     in the shard process before the first batch (and again after every restart)."""
 
     def __init__(self, index: int, factories: Mapping[str, ActorFactory], table: PartitionTable,
-                 options: Mapping[str, Any], setup: Setup | None = None) -> None:
+                 options: Mapping[str, Any], setup: Setup | None = None,
+                 table_source: Callable[[int | None], Awaitable[PartitionTable]] | None = None) -> None:
         self.core = ShardCore(index, factories, table, **dict(options))
         self._setup = setup
+        self._table_source = table_source
+        """The table in force (the directory's): a shard Ray restarts is built with the table it
+        was first given, which partitions may have moved away from since."""
         self._ready: asyncio.Task[None] | None = None
 
     async def ready(self) -> int:
@@ -174,6 +178,14 @@ class ShardActor:
         return self.core.index
 
     async def _prepare(self) -> None:
+        if self._table_source is not None:
+            import ray
+
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
+            current = await self._table_source(self.core.index if restarted else None)
+            if current.epoch > self.core.table.epoch:
+                log.info("shard %d starts with partition table epoch %d", self.core.index, current.epoch)
+                self.core.table = current
         if self._setup is not None:
             env = await self._setup(self.core.index)
             bind = getattr(env, "bind", None)
@@ -183,7 +195,24 @@ class ShardActor:
 
     async def deliver(self, batch: Batch) -> list[Reply]:
         await self.ready()
+        if batch.epoch > self.core.table.epoch:
+            await self.catch_up()
         return await self.core.deliver(batch)
+
+    async def catch_up(self) -> int:
+        """Take a newer table in force that moves none of this shard's partitions (a fence after
+        another shard's restart); a move comes as a rebalance instead. The epoch held after."""
+        await self.ready()
+        if self._table_source is None:
+            return self.core.table.epoch
+        current = await self._table_source(None)
+        table = self.core.table
+        if current.epoch > table.epoch and not table.moved(current):
+            self.core.table = current
+            adopt = getattr(self.core.host.env, "adopt_table", None)
+            if adopt is not None:
+                adopt(current)
+        return self.core.table.epoch
 
     async def begin_rebalance(self, table: PartitionTable) -> dict[Address, Any]:
         await self.ready()

@@ -10,6 +10,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 
 from thingsray.kv import JsonValue, Value, to_json_value, value_text
 from thingsray.serve_app.access import load
@@ -171,7 +172,8 @@ async def _history(services: Services, principal: Principal, entity_type: str, e
     return ts_answer(await TimeseriesRepository(services.db).history(_id(entity)[1], query), strict)
 
 
-@router.post("/{entityType}/{entityId}/timeseries/{scope}", summary="Save time series (scope is ignored)")
+@router.post("/{entityType}/{entityId}/timeseries/{scope}", response_class=Response,
+             summary="Save time series (scope is ignored)")
 async def save_telemetry(entityType: str, entityId: str, scope: str, request: Request,
                          principal: PrincipalDep, services: ServicesDep) -> None:
     await _save_telemetry(services, principal, entityType, entityId, await request.body())
@@ -326,31 +328,36 @@ async def _delete_attributes(services: Services, principal: Principal, entity_ty
                                 entity_name=_name(entity), data={"scope": parsed.name, "attributes": names})
 
 
-@router.post("/{entityType}/{entityId}/attributes/{scope}", summary="Save attributes of an entity")
+@router.post("/{entityType}/{entityId}/attributes/{scope}", response_class=Response,
+             summary="Save attributes of an entity")
 async def save_entity_attributes_v2(entityType: str, entityId: str, scope: str, request: Request,
                                     principal: PrincipalDep, services: ServicesDep) -> None:
     await _save_attributes(services, principal, entityType, entityId, scope, await request.body())
 
 
-@router.post("/{entityType}/{entityId}/{scope}", summary="Save attributes of an entity (older path)")
+@router.post("/{entityType}/{entityId}/{scope}", response_class=Response,
+             summary="Save attributes of an entity (older path)")
 async def save_entity_attributes_v1(entityType: str, entityId: str, scope: str, request: Request,
                                     principal: PrincipalDep, services: ServicesDep) -> None:
     await _save_attributes(services, principal, entityType, entityId, scope, await request.body())
 
 
-@router.post("/{deviceId}/{scope}", summary="Save attributes of a device")
+@router.post("/{deviceId}/{scope}", response_class=Response,
+             summary="Save attributes of a device")
 async def save_device_attributes(deviceId: str, scope: str, request: Request, principal: PrincipalDep,
                                  services: ServicesDep) -> None:
     await _save_attributes(services, principal, "DEVICE", deviceId, scope, await request.body())
 
 
-@router.delete("/{entityType}/{entityId}/{scope}", summary="Delete attributes of an entity")
+@router.delete("/{entityType}/{entityId}/{scope}", response_class=Response,
+             summary="Delete attributes of an entity")
 async def delete_entity_attributes(entityType: str, entityId: str, scope: str, principal: PrincipalDep,
                                    services: ServicesDep, keys: Keys = None, key: RepeatedKeys = None) -> None:
     await _delete_attributes(services, principal, entityType, entityId, scope, keys, key)
 
 
-@router.delete("/{deviceId}/{scope}", summary="Delete attributes of a device")
+@router.delete("/{deviceId}/{scope}", response_class=Response,
+             summary="Delete attributes of a device")
 async def delete_device_attributes(deviceId: str, scope: str, principal: PrincipalDep, services: ServicesDep,
                                    keys: Keys = None, key: RepeatedKeys = None) -> None:
     await _delete_attributes(services, principal, "DEVICE", deviceId, scope, keys, key)
