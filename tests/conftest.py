@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -49,21 +48,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     import asyncio
 
-    name = f"thingsray_test_{uuid.uuid4().hex[:12]}"
+    from thingsray.benchmarks.fleet import create_database, drop_database
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    base, _, _ = server.rpartition("/")
+    url, name = asyncio.run(create_database(server))
     try:
-        yield f"{base}/{name}"
+        yield url
     finally:
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(drop_database(server, name))
 
 
 @pytest.fixture(scope="session")

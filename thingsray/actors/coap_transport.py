@@ -7,8 +7,8 @@ import os
 from typing import Any
 
 from thingsray.actors.env import LogTarget, log_to
-from thingsray.actors.messages import CloseSession, Downlink, PushAttributes, PushRpc
-from thingsray.actors.transport_service import PlatformTransportService
+from thingsray.actors.messages import Downlink
+from thingsray.actors.transport_service import PlatformTransportService, deliver_downlink
 from thingsray.runtime import PartitionTable
 from thingsray.runtime.cluster import connect_router
 from thingsray.storage import connect
@@ -54,19 +54,8 @@ class CoapTransportActor:
         return self.port
 
     async def push(self, downlink: Downlink) -> Any:
-        client = self.server.session(downlink.session_id) if self.server is not None else None
-        if client is None:
-            return None
-        match downlink:
-            case PushAttributes(update=update):
-                await client.push_attributes(update)
-                return True
-            case PushRpc(request=request):
-                return await client.push_rpc(request)
-            case CloseSession(reason=reason):
-                await client.close(reason)
-                return True
-        return None
+        return await deliver_downlink(self.server.session(downlink.session_id) if self.server is not None else None,
+                                      downlink)
 
     def pid(self) -> int:
         return os.getpid()

@@ -7,8 +7,8 @@ import logging
 from typing import Any
 
 from thingsray.actors.env import LogTarget, log_to
-from thingsray.actors.messages import CloseSession, Downlink, PushAttributes, PushRpc
-from thingsray.actors.transport_service import PlatformTransportService
+from thingsray.actors.messages import Downlink
+from thingsray.actors.transport_service import PlatformTransportService, deliver_downlink
 from thingsray.runtime import PartitionTable
 from thingsray.runtime.cluster import connect_router
 from thingsray.storage import connect
@@ -68,18 +68,7 @@ class MqttTransportActor:
         session = self.server.session(downlink.session_id)
         if session is None and self.tls_server is not None:
             session = self.tls_server.session(downlink.session_id)
-        if session is None:
-            return None
-        match downlink:
-            case PushAttributes(update=update):
-                await session.push_attributes(update)
-                return True
-            case PushRpc(request=request):
-                return await session.push_rpc(request)
-            case CloseSession(reason=reason):
-                await session.close(reason)
-                return True
-        return None
+        return await deliver_downlink(session, downlink)
 
     def pid(self) -> int:
         import os

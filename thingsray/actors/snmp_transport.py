@@ -14,8 +14,8 @@ import uuid
 from typing import Any
 
 from thingsray.actors.env import LogTarget, log_to
-from thingsray.actors.messages import CloseSession, Downlink, PushAttributes, PushRpc
-from thingsray.actors.transport_service import PlatformTransportService
+from thingsray.actors.messages import Downlink
+from thingsray.actors.transport_service import PlatformTransportService, deliver_downlink
 from thingsray.runtime import PartitionTable
 from thingsray.runtime.cluster import connect_router
 from thingsray.storage import Database, connect
@@ -150,19 +150,8 @@ class SnmpTransportActor:
         return self.poller.device_count
 
     async def push(self, downlink: Downlink) -> Any:
-        session = self.poller.session(downlink.session_id) if self.poller is not None else None
-        if session is None:
-            return None
-        match downlink:
-            case PushAttributes(update=update):
-                await session.push_attributes(update)
-                return True
-            case PushRpc(request=request):
-                return await session.push_rpc(request)
-            case CloseSession(reason=reason):
-                await session.close(reason)
-                return True
-        return None
+        return await deliver_downlink(self.poller.session(downlink.session_id) if self.poller is not None else None,
+                                      downlink)
 
     def pid(self) -> int:
         import os

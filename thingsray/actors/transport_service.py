@@ -13,11 +13,15 @@ from thingsray.actors.env import device_address
 from thingsray.actors.messages import (
     ClaimRequest,
     ClientRpc,
+    CloseSession,
     DeviceRpcDelivered,
     DeviceRpcResponse,
+    Downlink,
     GetAttributes,
     PostAttributes,
     PostTelemetry,
+    PushAttributes,
+    PushRpc,
     SessionClosed,
     SessionOpened,
     SessionRef,
@@ -244,3 +248,20 @@ def device_identity(row: DeviceRow) -> DeviceIdentity:
     return DeviceIdentity(device_id=row.device_id, tenant_id=row.tenant_id, device_name=row.name,
                           device_type=row.type, profile_id=row.profile_id, customer_id=row.customer_id,
                           gateway=bool(row.additional_info.get("gateway")))
+
+
+async def deliver_downlink(sink: SessionSink | None, downlink: Downlink) -> Any:
+    """What a transport actor does with what a device actor pushes: True once attributes are sent
+    or the session closed, the RPC's delivery for an RPC, None when the session is gone."""
+    if sink is None:
+        return None
+    match downlink:
+        case PushAttributes(update=update):
+            await sink.push_attributes(update)
+            return True
+        case PushRpc(request=request):
+            return await sink.push_rpc(request)
+        case CloseSession(reason=reason):
+            await sink.close(reason)
+            return True
+    return None

@@ -32,23 +32,13 @@ WAIT_S = 60.0
 # --- a cluster and a platform on it --------------------------------------------------------------
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
-    import asyncpg
+    from thingsray.benchmarks.fleet import create_database, drop_database
 
-    name = f"thingsray_cluster_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    base, _, _ = server_url.rpartition("/")
+    url, name = asyncio.run(create_database(server_url))
     try:
-        yield f"{base}/{name}"
+        yield url
     finally:
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(drop_database(server_url, name))
 
 
 @contextmanager
