@@ -106,6 +106,8 @@ class Platform:
     _shard_nodes: list = field(default_factory=list)
     """The node each shard is pinned to, by index."""
     _directory: Any = None
+    _growing: bool = False
+    """New shards run but the partitions have not moved to them yet."""
     table: PartitionTable | None = None
     """The partition table in force when the platform started (the directory holds the current one)."""
     placement: TransportPlacement | None = None
@@ -358,8 +360,12 @@ class Platform:
         if self.placement is not None:
             listening, joined = self.placement.supervise()
             self._replace_lost_shards(set(self.placement.nodes))
+            self._grow_shards(None)  # one that failed before
             for node_id in joined:
-                self._grow_shards(node_id)
+                try:
+                    self._grow_shards(node_id)
+                except Exception:
+                    log.exception("starting shards on node %s failed", node_id[:8])
         for handle in self._snmp:  # an SNMP process Ray restarted polls again
             try:
                 ray.get(handle.start.remote(), timeout=30)
@@ -390,28 +396,45 @@ class Platform:
                 ray.kill(self._shards[index], no_restart=True)
             except Exception as exc:
                 log.debug("the lost shard %d was already gone: %r", index, exc)
-            table = ray.get(self._directory.fence.remote(index))
-            [self._shards[index]] = start_shards(1, self._factories(), table, first=index, setup=self._setup(),
-                                                 options=self._shard_options(), directory=DIRECTORY, nodes=[target])
+            try:  # the directory may have been on the lost node too: Ray restarts it, and this is tried again
+                table = ray.get(self._directory.fence.remote(index), timeout=30)
+                [self._shards[index]] = start_shards(1, self._factories(), table, first=index, setup=self._setup(),
+                                                     options=self._shard_options(), directory=DIRECTORY,
+                                                     nodes=[target])
+            except Exception as exc:
+                log.warning("starting shard %d of lost node %s again failed (%r); trying again", index, node[:8],
+                            exc)
+                continue
             self._shard_nodes[index] = target
             self.progress(f"actors: shard {index} of lost node {node[:8]} started again on node {target[:8]} "
                           f"(partition table epoch {table.epoch})")
 
-    def _grow_shards(self, node_id: str) -> None:
-        """New shards on a node that joined, then the partitions spread over every shard."""
+    def _grow_shards(self, node_id: str | None) -> None:
+        """New shards on a node that joined, then the partitions spread over every shard; a grow
+        that failed (the directory was restarting) is tried again on the next call (``None``)."""
         count = self.settings.join_shards
-        if count < 1 or self._directory is None:
+        if self._directory is None or (node_id is None and not self._growing):
             return
         import ray
 
         from thingsray.runtime.cluster import DIRECTORY, start_shards
 
-        current = ray.get(self._directory.current.remote())
-        first = len(self._shards)
-        self._shards += start_shards(count, self._factories(), current, first=first, setup=self._setup(),
-                                     options=self._shard_options(), directory=DIRECTORY, nodes=[node_id])
-        self._shard_nodes += [node_id] * count
-        table = ray.get(self._directory.grow.remote(len(self._shards)))
+        if node_id is not None and count > 0:
+            current = ray.get(self._directory.current.remote(), timeout=30)
+            first = len(self._shards)
+            self._shards += start_shards(count, self._factories(), current, first=first, setup=self._setup(),
+                                         options=self._shard_options(), directory=DIRECTORY, nodes=[node_id])
+            self._shard_nodes += [node_id] * count
+            self._growing = True
+        if not self._growing:
+            return
+        try:
+            table = ray.get(self._directory.grow.remote(len(self._shards)), timeout=120)
+        except Exception as exc:
+            log.warning("moving partitions to the new shards failed (%r); trying again", exc)
+            return
+        self._growing = False
+        node_id = node_id or self._shard_nodes[-1]
         self.progress(f"actors: {count} shard{'s' if count > 1 else ''} added on node {node_id[:8]}; partition "
                       f"table epoch {table.epoch} spreads {table.partitions} partitions over {table.shards} shards")
 
