@@ -74,7 +74,9 @@ class CoapStack:
         interface = self._message_manager.message_interface
         self._guard_datagrams(interface)
         self._watch_acknowledgements(self._message_manager)
-        self.port = interface.transport.get_extra_info("socket").getsockname()[1]
+        sock = interface.transport.get_extra_info("socket")
+        _widen_receive_buffer(sock)
+        self.port = sock.getsockname()[1]
         return self.port
 
     def _guard_datagrams(self, interface: Any) -> None:
@@ -121,3 +123,18 @@ class CoapStack:
             await self.context.shutdown()
             self.context = None
         self._logger.removeFilter(self._filter)
+
+
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+"""The UDP socket's receive buffer: the kernel's default (about 208 KiB) overflows under a burst of a
+few hundred requests, and each dropped confirmable request waits seconds for its retransmission
+(bench/PERFORMANCE.md, "CoAP and HTTP device API ingest"). The kernel caps it at net.core.rmem_max."""
+
+
+def _widen_receive_buffer(sock: Any) -> None:
+    import socket
+
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+    except OSError as exc:  # a socket that refuses keeps its default
+        logging.getLogger(__name__).warning("the CoAP socket kept its receive buffer: %r", exc)
