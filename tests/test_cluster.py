@@ -52,3 +52,7 @@ def test_a_node_that_joins_takes_partitions_while_devices_publish(tmp_path: Path
     assert figures["epoch_after"] == figures["epoch_before"] + 1
     assert figures["partitions_on_new_shard"] == figures["partitions_moved"] > 0
     assert figures["acked"] > 0 and figures["lost"] == 0 and figures["duplicated"] == 0
+    assert figures["live_watch_error"] is None
+    assert figures["devices_moved"] > 0, "no device of the run was on a partition that moved"
+    assert figures["moved_devices_with_live_updates_after"] == figures["devices_moved"], \
+        "a WebSocket subscriber stopped hearing of a device whose partition moved"

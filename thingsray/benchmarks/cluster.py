@@ -179,6 +179,61 @@ class Publisher:
             self.thread.join(WAIT_S)
 
 
+@dataclass
+class LiveWatcher:
+    """One WebSocket (``/api/ws/plugins/telemetry``) subscribed to every device's ``seq``: when
+    each update arrived, per device, to see live updates go on after a device's partition moved."""
+
+    http_url: str
+    jwt: str
+    device_ids: list[str]
+    arrivals: dict[str, list[float]] = field(default_factory=dict)
+    error: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(WAIT_S)
+
+    def _run(self) -> None:
+        from websockets.sync.client import connect
+
+        url = f"{self.http_url.replace('http://', 'ws://')}/api/ws/plugins/telemetry?token={self.jwt}"
+        by_cmd = dict(enumerate(self.device_ids, start=1))
+        try:
+            with connect(url, open_timeout=60) as ws:
+                ws.send(json.dumps({"tsSubCmds": [{"cmdId": cmd, "entityType": "DEVICE", "entityId": device,
+                                                   "keys": "seq"} for cmd, device in by_cmd.items()]}))
+                self.ready.set()
+                while not self.stop.is_set():
+                    try:
+                        frame = json.loads(ws.recv(timeout=0.5))
+                    except TimeoutError:
+                        continue
+                    device = by_cmd.get(frame.get("subscriptionId"))
+                    if device is not None and (frame.get("data") or {}).get("seq"):
+                        self.arrivals.setdefault(device, []).append(time.monotonic())
+        except Exception as exc:
+            self.error = repr(exc)
+            self.ready.set()
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(WAIT_S)
+
+
+def tenant_jwt(platform: Any) -> str:
+    import httpx
+
+    login = httpx.post(f"{platform.http_url}/api/auth/login",
+                       json={"username": "tenant@thingsboard.org", "password": "tenant"}, timeout=30)
+    return str(login.json()["token"])
+
+
 def rate(publishers: list[Publisher], start: float, end: float) -> float:
     count = sum(1 for p in publishers for _, at in p.acked if start <= at < end)
     return count / max(end - start, 1e-9)
@@ -289,7 +344,7 @@ def failover(server_url: str, devices: int = 12, before_s: float = 6.0) -> dict[
             platform.stop()
 
 
-def join(server_url: str, devices: int = 6, before_s: float = 5.0) -> dict[str, Any]:
+def join(server_url: str, devices: int = 9, before_s: float = 5.0) -> dict[str, Any]:
     """Two nodes under load; a third joins: listeners and a shard there, partitions move to it."""
     with fresh_database(server_url) as database_url, local_cluster(2) as cluster:
         platform = start_platform(cluster, database_url, shards=2, join_shards=1)
@@ -297,6 +352,8 @@ def join(server_url: str, devices: int = 6, before_s: float = 5.0) -> dict[str, 
             ports = node_ports(platform)
             made = create_devices(platform, devices)
             publishers = [Publisher(d, t, [p for _, p in ports], i % len(ports)) for i, (d, t) in enumerate(made)]
+            watcher = LiveWatcher(platform.http_url, tenant_jwt(platform), [d for d, _ in made])
+            watcher.start()
             for p in publishers:
                 p.start()
             time.sleep(before_s)
@@ -311,17 +368,26 @@ def join(server_url: str, devices: int = 6, before_s: float = 5.0) -> dict[str, 
                 after = current_table()
                 time.sleep(0.5)
             rebalanced_s = time.monotonic() - joined_at
-            time.sleep(3.0)
+            rebalanced_at = time.monotonic()
+            time.sleep(6.0)
             for p in publishers:
                 p.finish()
+            watcher.finish()
             figures = checked(database_url, publishers)
             new_shard = after.shards - 1
+            from thingsray.actors.messages import DEVICE
+            from thingsray.runtime import Address
+
+            moved = [d for d, _ in made if before.shard_of(Address(DEVICE, d)) != after.shard_of(Address(DEVICE, d))]
+            live_after = [d for d in moved if any(at > rebalanced_at for at in watcher.arrivals.get(d, ()))]
             return {
                 "nodes_before": 2, "nodes_after": len(node_ports(platform)),
                 "epoch_before": before.epoch, "epoch_after": after.epoch,
                 "shards_after": after.shards, "partitions_on_new_shard": after.owners.count(new_shard),
                 "partitions_moved": len(before.moved(after)) if after.partitions == before.partitions else None,
                 "rebalanced_s": round(rebalanced_s, 2),
+                "devices_moved": len(moved), "moved_devices_with_live_updates_after": len(live_after),
+                "live_watch_error": watcher.error,
                 **figures,
             }
         finally:
