@@ -13,11 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import assert_tb_error, eventually, unique
-from tests.transports.snmp_agent import SnmpSimAgent
+from tests.transports.snmp_agent import SnmpSimAgent, read_oid
 from thingsray.platform import Platform
-from thingsray.transports.snmp import SnmpClient, SnmpDeviceConfig
-from thingsray.transports.snmp.config import oid_tuple
-from thingsray.transports.snmp.values import snmp_text
 
 RECORDS = """
 1.3.6.1.2.1.1.1.0|4|Platform test agent
@@ -161,14 +158,7 @@ def polled_once(tenant: httpx.Client, device_id: str) -> bool:
 
 
 def read(agent: SnmpSimAgent, oid: str) -> str:
-    async def get() -> str:
-        client = SnmpClient()
-        try:
-            remote = client.agent(SnmpDeviceConfig.from_json({"host": "127.0.0.1", "port": agent.port}), 2000, 1)
-            return snmp_text((await remote.get([oid_tuple(oid)])).values[oid_tuple(oid)])
-        finally:
-            client.close()
-    return asyncio.run(get())
+    return asyncio.run(read_oid(agent, oid))
 
 
 def test_a_shared_attribute_is_set_on_the_agent(tenant: httpx.Client, agent: SnmpSimAgent, polled: str) -> None:

@@ -116,3 +116,17 @@ class DeadAgent:
 
     def close(self) -> None:
         self._socket.close()
+
+
+async def read_oid(agent: SnmpSimAgent, oid: str) -> str:
+    """What the agent holds at ``oid`` now, as text (read with our own client, v2c)."""
+    from thingsray.transports.snmp import SnmpClient, SnmpDeviceConfig
+    from thingsray.transports.snmp.config import oid_tuple
+    from thingsray.transports.snmp.values import snmp_text
+
+    client = SnmpClient()
+    try:
+        remote = client.agent(SnmpDeviceConfig.from_json({"host": "127.0.0.1", "port": agent.port}), 2000, 1)
+        return snmp_text((await remote.get([oid_tuple(oid)])).values[oid_tuple(oid)])
+    finally:
+        client.close()

@@ -13,19 +13,16 @@ import pytest
 
 from tests.conftest import eventually
 from tests.transports.memory_service import MemoryService, device
-from tests.transports.snmp_agent import DeadAgent, SnmpSimAgent
+from tests.transports.snmp_agent import DeadAgent, SnmpSimAgent, read_oid
 from thingsray.transports.payloads import JsonValue, TelemetryGroup, Value
 from thingsray.transports.service import DeviceIdentity, RpcRequest
 from thingsray.transports.snmp import (
     SessionState,
-    SnmpClient,
     SnmpDevice,
     SnmpDeviceConfig,
     SnmpPoller,
     SnmpProfileConfig,
 )
-from thingsray.transports.snmp.config import oid_tuple
-from thingsray.transports.snmp.values import snmp_text
 
 WAIT = 10.0  # a bound on waiting for what should happen at once; never a speed assertion
 
@@ -168,14 +165,7 @@ def test_a_dead_agent_times_out_while_another_keeps_delivering(agent: SnmpSimAge
 
 
 def read(agent: SnmpSimAgent, running: Running, oid: str) -> str:
-    async def get() -> str:
-        client = SnmpClient()
-        try:
-            remote = client.agent(SnmpDeviceConfig.from_json({"host": "127.0.0.1", "port": agent.port}), 2000, 1)
-            return snmp_text((await remote.get([oid_tuple(oid)])).values[oid_tuple(oid)])
-        finally:
-            client.close()
-    return running.run(get())
+    return running.run(read_oid(agent, oid))
 
 
 def test_a_shared_attribute_update_sets_the_mapped_oids(agent: SnmpSimAgent, running: Running) -> None:

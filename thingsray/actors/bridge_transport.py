@@ -7,11 +7,11 @@ import os
 from typing import Any
 
 from thingsray.actors.env import LogTarget, log_to
-from thingsray.actors.transport_service import PlatformTransportService
+from thingsray.actors.transport_service import PlatformTransportService, connect_credentials
 from thingsray.runtime import PartitionTable
 from thingsray.runtime.cluster import connect_router
-from thingsray.storage import Database, connect
-from thingsray.storage.credentials import CredentialStore, build_cache
+from thingsray.storage import Database
+from thingsray.storage.credentials import CredentialStore
 from thingsray.transports.bridge import BridgeConfig, BridgeConfigError, MqttBridge
 
 log = logging.getLogger(__name__)
@@ -59,18 +59,13 @@ class BridgeTransportActor:
         """The number of bridges running."""
         if self.db is not None:
             return len(self.bridges)
-        redis = None
-        if self.redis_url:
-            import redis.asyncio as aioredis
-
-            redis = aioredis.from_url(self.redis_url)
-        self.db = await connect(self.database_url, min_size=1, max_size=4)
+        self.db, self.credentials = await connect_credentials(self.database_url, self.redis_url)
         try:
             configs = await resolve_tenants(self.db, self.configs)
-            self.credentials = CredentialStore(self.db, await build_cache(redis, self.database_url))
         except BaseException:
+            await self.credentials.close()
             await self.db.close()
-            self.db = None
+            self.db = self.credentials = None
             raise
         service = PlatformTransportService(self.name, connect_router(self.shards, self.table), self.credentials,
                                            self.db)

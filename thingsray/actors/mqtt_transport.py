@@ -8,11 +8,9 @@ from typing import Any
 
 from thingsray.actors.env import LogTarget, log_to
 from thingsray.actors.messages import Downlink
-from thingsray.actors.transport_service import PlatformTransportService, deliver_downlink
+from thingsray.actors.transport_service import PlatformTransportService, connect_credentials, deliver_downlink
 from thingsray.runtime import PartitionTable
 from thingsray.runtime.cluster import connect_router
-from thingsray.storage import connect
-from thingsray.storage.credentials import CredentialStore, build_cache
 from thingsray.transports.mqtt import gateway
 from thingsray.transports.mqtt.server import MqttServer
 from thingsray.transports.mqtt.session import MqttSession
@@ -47,13 +45,7 @@ class MqttTransportActor:
         transport process that died, which brings its listeners back."""
         if self.server is not None:
             return self.port, self.tls_port
-        redis = None
-        if self.redis_url:
-            import redis.asyncio as aioredis
-
-            redis = aioredis.from_url(self.redis_url)
-        self.db = await connect(self.database_url, min_size=1, max_size=4)
-        self.credentials = CredentialStore(self.db, await build_cache(redis, self.database_url))
+        self.db, self.credentials = await connect_credentials(self.database_url, self.redis_url)
         router = connect_router(self.shards, self.table)
         service = PlatformTransportService(self.name, router, self.credentials, self.db)
         self.server = MqttServer(service, self.host, self.port)

@@ -30,12 +30,13 @@ from thingsray.actors.messages import (
 )
 from thingsray.kv import Value
 from thingsray.runtime import Address, Router
-from thingsray.storage import Database
+from thingsray.storage import Database, connect
 from thingsray.storage.credentials import (
     Credentials,
     CredentialStore,
     CredentialsType,
     DeviceAuth,
+    build_cache,
     generate_access_token,
     sha3_hex,
     trim_certificate,
@@ -54,6 +55,23 @@ from thingsray.transports.service import (
 )
 
 log = logging.getLogger(__name__)
+
+
+async def connect_credentials(database_url: str, redis_url: str | None,
+                              pool_size: int = 4) -> tuple[Database, CredentialStore]:
+    """A transport process's database pool and credential store, its cache in Redis when there is
+    one (else in process, told of changes by the database)."""
+    redis = None
+    if redis_url:
+        import redis.asyncio as aioredis
+
+        redis = aioredis.from_url(redis_url)
+    db = await connect(database_url, min_size=1, max_size=pool_size)
+    try:
+        return db, CredentialStore(db, await build_cache(redis, database_url))
+    except BaseException:
+        await db.close()
+        raise
 
 
 class PlatformTransportService:

@@ -81,9 +81,7 @@ def create_devices(platform: Any, count: int) -> list[tuple[str, str]]:
     """(device id, token) of ``count`` new devices, made over REST."""
     import httpx
 
-    login = httpx.post(f"{platform.http_url}/api/auth/login",
-                       json={"username": "tenant@thingsboard.org", "password": "tenant"}, timeout=30)
-    headers = {"X-Authorization": f"Bearer {login.json()['token']}"}
+    headers = {"X-Authorization": f"Bearer {tenant_jwt(platform)}"}
     devices = []
     with httpx.Client(base_url=platform.http_url, headers=headers, timeout=30) as client:
         for _ in range(count):

@@ -214,10 +214,13 @@ class Router:
                 await lane.room.wait()
         return self._append(shard, lane, envelope)
 
-    def _append(self, shard: int, lane: _Lane | None, envelope: Envelope) -> asyncio.Future[Any]:
+    def _append(self, shard: int, lane: _Lane | None, envelope: Envelope,
+                future: asyncio.Future[Any] | None = None) -> asyncio.Future[Any]:
+        """Queue ``envelope`` on the shard's lane (with ``future`` when it is sent again)."""
         if lane is None:
             lane = self._lanes[shard] = _Lane()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
         lane.items.append((envelope, future))
         lane.wakeup.set()
         if lane.sender is None or lane.sender.done():
@@ -277,17 +280,8 @@ class Router:
                 staying.append((envelope, future))
             else:
                 self.forwarded += 1
-                self._requeue(target, envelope, future)
+                self._append(target, self._lanes.get(target), envelope, future)
         lane.items.extendleft(reversed(staying))
-
-    def _requeue(self, shard: int, envelope: Envelope, future: asyncio.Future[Any]) -> None:
-        lane = self._lanes.get(shard)
-        if lane is None:
-            lane = self._lanes[shard] = _Lane()
-        lane.items.append((envelope, future))
-        lane.wakeup.set()
-        if lane.sender is None or lane.sender.done():
-            lane.sender = asyncio.create_task(self._send_loop(shard, lane))
 
     async def _deliver_with_retries(self, shard: int, batch: Batch) -> list[Reply]:
         attempts = self.options.retry_attempts

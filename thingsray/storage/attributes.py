@@ -42,6 +42,17 @@ async def key_ids(conn: asyncpg.Connection, keys: list[str]) -> dict[str, int]:
     return {r["key"]: r["key_id"] for r in rows}
 
 
+async def find_text(db: Any, entity_id: uuid.UUID, scope: AttributeScope, key: str, *,
+                    lock: bool = False) -> str | None:
+    """The text value of one attribute (None when absent or not text); ``lock``: its row is locked
+    until the caller's transaction ends (``db`` is then that transaction's connection)."""
+    value: str | None = await db.fetchval(
+        "SELECT a.str_v FROM attribute_kv a JOIN key_dictionary k ON k.key_id = a.attribute_key"
+        " WHERE a.entity_id = $1 AND a.attribute_type = $2 AND k.key = $3" + (" FOR UPDATE OF a" if lock else ""),
+        entity_id, int(scope), key)
+    return value
+
+
 async def save_attributes(conn: asyncpg.Connection, entity_id: uuid.UUID, scope: AttributeScope,
                           values: Mapping[str, Any], ts: int) -> None:
     ids = await key_ids(conn, sorted(values))

@@ -4,6 +4,7 @@ devices. The REST API creates devices with authorization and the audit log aroun
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,24 @@ async def profile_for(conn: asyncpg.Connection, tenant_id: uuid.UUID, profile_na
     return row
 
 
+def device_data(profile: Mapping[str, Any], data: Any) -> dict[str, Any]:
+    """deviceData kept in step with the profile's type and transport type, as ThingsBoard does; an
+    SNMP device's transport configuration gets ThingsBoard's defaults (``SnmpConfigError`` when
+    what it has is not valid)."""
+    out = dict(data) if isinstance(data, dict) else {}
+    configuration = out.get("configuration")
+    if not isinstance(configuration, dict) or configuration.get("type") != profile["type"]:
+        out["configuration"] = {"type": profile["type"]}
+    transport = out.get("transportConfiguration")
+    if not isinstance(transport, dict) or transport.get("type") != profile["transport_type"]:
+        out["transportConfiguration"] = {"type": profile["transport_type"]}
+    if profile["transport_type"] == "SNMP":
+        from thingsray.transports.snmp.config import SnmpDeviceConfig
+
+        out["transportConfiguration"] = SnmpDeviceConfig.from_json(out["transportConfiguration"]).to_json()
+    return out
+
+
 async def create_device(conn: asyncpg.Connection, credentials_store: CredentialStore, tenant_id: uuid.UUID,
                         name: str, profile: asyncpg.Record, credentials: Credentials, *,
                         customer_id: uuid.UUID | None = None,
@@ -61,13 +80,11 @@ async def create_device(conn: asyncpg.Connection, credentials_store: CredentialS
     """Insert a device with its credentials in the caller's transaction; None when the tenant
     already has a device of that name (the caller decides what that means)."""
     device_id = new_id()
-    device_data = {"configuration": {"type": profile["type"]},
-                   "transportConfiguration": {"type": profile["transport_type"]}}
     row = await conn.fetchrow(
         "INSERT INTO device (id, created_time, tenant_id, customer_id, name, type, device_profile_id, device_data,"
         f" additional_info) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (tenant_id, name) DO NOTHING"
         f" RETURNING {_COLUMNS}",
-        device_id, now_ms(), tenant_id, customer_id, name, profile["name"], profile["id"], device_data,
+        device_id, now_ms(), tenant_id, customer_id, name, profile["name"], profile["id"], device_data(profile, None),
         additional_info or {})
     if row is None:
         return None

@@ -17,7 +17,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from thingsray.storage.attributes import AttributeScope, save_attributes
+from thingsray.storage.attributes import AttributeScope, find_text, save_attributes
 from thingsray.storage.credentials import (
     Credentials,
     CredentialsError,
@@ -166,10 +166,7 @@ class DeviceProvisioning:
 
     async def _pre_provisioned(self, device: DeviceRow) -> tuple[DeviceRow, dict[str, Any]]:
         async with self.db.transaction() as conn:
-            state = await conn.fetchval(
-                "SELECT a.str_v FROM attribute_kv a JOIN key_dictionary k ON k.key_id = a.attribute_key"
-                " WHERE a.entity_id = $1 AND a.attribute_type = 2 AND k.key = $2 FOR UPDATE OF a",
-                device.device_id, PROVISION_STATE)
+            state = await find_text(conn, device.device_id, AttributeScope.SERVER_SCOPE, PROVISION_STATE, lock=True)
             if state is not None and state != PROVISIONED:
                 raise ProvisionFailed(ProvisionStatus.FAILURE,
                                       f"device {device.name!r} is in provision state {state!r}")

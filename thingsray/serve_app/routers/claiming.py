@@ -21,6 +21,7 @@ from thingsray.serve_app.errors import NotFound, PermissionDenied
 from thingsray.serve_app.security import Principal
 from thingsray.serve_app.services import Services
 from thingsray.storage import tables
+from thingsray.storage.attributes import AttributeScope, find_text
 from thingsray.storage.entities import now_ms
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,7 @@ async def _device(services: Services, principal: Principal, name: str) -> dict[s
 
 
 async def _offer(services: Services, device_id: uuid.UUID) -> tuple[str, int] | None:
-    value = await services.db.fetchval(
-        "SELECT a.str_v FROM attribute_kv a JOIN key_dictionary k ON k.key_id = a.attribute_key"
-        " WHERE a.entity_id = $1 AND a.attribute_type = 2 AND k.key = $2", device_id, CLAIMING_DATA)
-    return claim_offer(value)
+    return claim_offer(await find_text(services.db, device_id, AttributeScope.SERVER_SCOPE, CLAIMING_DATA))
 
 
 async def _forget_offer(services: Services, device_id: uuid.UUID) -> None:

@@ -9,6 +9,7 @@ malformed body is 400 with the REST error body.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -60,21 +61,25 @@ async def _body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+async def _upload(request: Request, services: Services,
+                  handle: Callable[[HttpDeviceApi, bytes], Awaitable[HttpAnswer]]) -> Response:
+    """The body, read no further than the size limit (413 past it), then ``handle``'s answer."""
+    api = _api(request, services)
+    body = await _body(request, api.max_payload_size)
+    return _response(too_large(api.max_payload_size) if body is None else await handle(api, body))
+
+
 Timeout = Annotated[str | None, Query(alias="timeout", description="Milliseconds to wait (default 60000, max 300000)")]
 
 
 @router.post("/{token}/telemetry", summary="Post telemetry as a device (HTTP transport)")
 async def post_telemetry(token: str, request: Request, services: ServicesDep) -> Response:
-    api = _api(request, services)
-    body = await _body(request, api.max_payload_size)
-    return _response(too_large(api.max_payload_size) if body is None else await api.post_telemetry(token, body))
+    return await _upload(request, services, lambda api, body: api.post_telemetry(token, body))
 
 
 @router.post("/{token}/attributes", summary="Post client attributes as a device")
 async def post_attributes(token: str, request: Request, services: ServicesDep) -> Response:
-    api = _api(request, services)
-    body = await _body(request, api.max_payload_size)
-    return _response(too_large(api.max_payload_size) if body is None else await api.post_attributes(token, body))
+    return await _upload(request, services, lambda api, body: api.post_attributes(token, body))
 
 
 @router.get("/{token}/attributes", summary="Request client and shared attributes as a device")
@@ -93,25 +98,17 @@ async def attribute_updates(token: str, request: Request, services: ServicesDep,
 
 @router.post("/{token}/rpc", summary="Client-side RPC, answered by the device's rule chain")
 async def client_rpc(token: str, request: Request, services: ServicesDep) -> Response:
-    api = _api(request, services)
-    body = await _body(request, api.max_payload_size)
-    return _response(too_large(api.max_payload_size) if body is None else await api.client_rpc(token, body))
+    return await _upload(request, services, lambda api, body: api.client_rpc(token, body))
 
 
 @router.post("/{token}/rpc/{request_id}", summary="The device's answer to a server-side RPC")
 async def rpc_response(token: str, request_id: str, request: Request, services: ServicesDep) -> Response:
-    api = _api(request, services)
-    body = await _body(request, api.max_payload_size)
-    if body is None:
-        return _response(too_large(api.max_payload_size))
-    return _response(await api.rpc_response(token, request_id, body))
+    return await _upload(request, services, lambda api, body: api.rpc_response(token, request_id, body))
 
 
 @router.post("/{token}/claim", summary="Make the device claimable by a customer")
 async def claim(token: str, request: Request, services: ServicesDep) -> Response:
-    api = _api(request, services)
-    body = await _body(request, api.max_payload_size)
-    return _response(too_large(api.max_payload_size) if body is None else await api.claim(token, body))
+    return await _upload(request, services, lambda api, body: api.claim(token, body))
 
 
 @router.get("/{token}/rpc", summary="Long poll for a server-side RPC to the device")
@@ -121,6 +118,4 @@ async def rpc_requests(token: str, request: Request, services: ServicesDep, wait
 
 @router.post("/provision", summary="Provision a device with its profile's provision key and secret")
 async def provision(request: Request, services: ServicesDep) -> Response:
-    api = _api(request, services)
-    body = await _body(request, api.max_payload_size)
-    return _response(too_large(api.max_payload_size) if body is None else await api.provision(body))
+    return await _upload(request, services, lambda api, body: api.provision(body))

@@ -37,8 +37,9 @@ from thingsray.storage.credentials import (
     generate_access_token,
     normalize,
 )
+from thingsray.storage.devices import device_data
 from thingsray.storage.entities import PageQuery, entity_id, like_pattern, page_data
-from thingsray.transports.snmp import SnmpConfigError, SnmpDeviceConfig
+from thingsray.transports.snmp import SnmpConfigError
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["device"])
@@ -110,20 +111,10 @@ async def _profile_for(conn: asyncpg.Connection, tenant_id: uuid.UUID, body: Dev
 
 
 def _device_data(profile: asyncpg.Record, data: Any) -> dict[str, Any]:
-    """deviceData kept in step with the profile's type and transport type, as ThingsBoard does."""
-    out = dict(data) if isinstance(data, dict) else {}
-    configuration = out.get("configuration")
-    if not isinstance(configuration, dict) or configuration.get("type") != profile["type"]:
-        out["configuration"] = {"type": profile["type"]}
-    transport = out.get("transportConfiguration")
-    if not isinstance(transport, dict) or transport.get("type") != profile["transport_type"]:
-        out["transportConfiguration"] = {"type": profile["transport_type"]}
-    if profile["transport_type"] == "SNMP":  # ThingsBoard's defaults filled in, an invalid one refused
-        try:
-            out["transportConfiguration"] = SnmpDeviceConfig.from_json(out["transportConfiguration"]).to_json()
-        except SnmpConfigError as exc:
-            raise BadRequest(f"Transport configuration is not valid: {exc}") from None
-    return out
+    try:
+        return device_data(profile, data)
+    except SnmpConfigError as exc:  # ThingsBoard's defaults filled in, an invalid one refused
+        raise BadRequest(f"Transport configuration is not valid: {exc}") from None
 
 
 async def _save_device(services: Services, principal: Principal, body: DeviceIn,
